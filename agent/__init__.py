@@ -1,0 +1,1 @@
+"""Vigil's agent: configuration, inventory, scheduling, state, exporter, HTTP and CLI."""

@@ -1,0 +1,249 @@
+"""The `vigil` command: run, check, poll, profiles, docs, demo.
+
+click is used for the command tree, help texts and option parsing; output is plain text
+that reads well in a terminal and in a CI log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+import unicodedata
+from pathlib import Path
+
+import click
+
+from agent.config import DEFAULT_CONFIG, Config, load_config
+from agent.yamlfile import ConfigError, ConfigErrors
+
+CONFIG_OPTION = click.option(
+    "--config", "-c", "config_path", type=click.Path(path_type=Path), envvar="VIGIL_CONFIG",
+    default=DEFAULT_CONFIG, show_default=True,
+    help="agent.yaml; the inventory, credentials and profile paths in it are relative to it. "
+         "Also read from $VIGIL_CONFIG.")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except (ConfigError, ConfigErrors) as exc:
+        errors = getattr(exc, "errors", [exc])
+        for error in errors:
+            click.echo(str(error), err=True)
+        click.echo(f"{len(errors)} problem(s) found; nothing was started.", err=True)
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vigil")
+def main() -> None:
+    """Vigil: device-health agent for CCTV / public-security video networks.
+
+    Polls the cameras, NVRs, UPS units, switches and lightning-protection monitors of one
+    branch machine room and exports their health to Prometheus.
+
+    \b
+    Typical use:
+      vigil check -c /etc/vigil/agent.yaml     validate every config file
+      vigil poll ups-room-1                    poll one device now, print its readings
+      vigil run                                the daemon (systemd runs this)
+      vigil demo                               simulated district network on loopback
+    """
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Override agent.yaml's log_level.")
+def run(config_path: Path, log_level: str | None) -> None:
+    """Run the agent daemon until SIGTERM or Ctrl-C.
+
+    Refuses to start on any configuration error. SIGHUP reloads the configuration: a valid
+    one is adopted without losing state, an invalid one is logged and ignored. With systemd
+    (Type=notify) it reports readiness and answers the watchdog.
+    """
+    from agent import yamlfile
+    from agent.daemon import serve
+
+    level = log_level
+    if level is None:
+        try:
+            level = (yamlfile.load(config_path).data or {}).get("log_level", "info")
+        except ConfigError:
+            level = "info"
+    _setup_logging(str(level))
+    sys.exit(asyncio.run(serve(config_path)))
+
+
+@main.command()
+@CONFIG_OPTION
+def check(config_path: Path) -> None:
+    """Validate agent.yaml, the inventory, the credentials and every profile.
+
+    Prints every problem as FILE:LINE KEY: what is wrong, and exits 1 if there is any.
+    Run it before reloading the daemon.
+    """
+    config = _load(config_path)
+    inventory = config.inventory
+    kinds: dict[str, int] = {}
+    for device in inventory.devices.values():
+        kinds[device.kind] = kinds.get(device.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    click.echo(f"{config_path}: OK")
+    click.echo(f"  {len(inventory.devices)} devices in {len(inventory.sites)} sites ({summary})")
+    click.echo(f"  {len(config.credentials)} credentials, {len(config.profiles.profiles)} "
+               f"profiles, {len(config.profiles.catalogue)} metrics, SNMP engine "
+               f"{config.settings.snmp.engine}")
+    v2 = sorted({d.credentials or "" for d in inventory.devices.values()
+                 if config.credentials[d.credentials or ""].version != "3"})
+    if v2:
+        click.echo(f"  note: credentials {', '.join(v2)} use SNMP v1/v2c (community in clear "
+                   f"text); prefer v3 authPriv with SHA-2 and AES where devices support it")
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(r, widths))
+                     .rstrip() for r in rows)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("device_id")
+@click.option("--profile", help="Use this profile instead of the inventory's or detection.")
+@click.option("--json", "as_json", is_flag=True, help="Print the readings as JSON.")
+def poll(config_path: Path, device_id: str, profile: str | None, as_json: bool) -> None:
+    """Poll DEVICE_ID once now and print its readings as a table.
+
+    Uses the device's inventory entry (address, credentials, profile, SNMP tuning) exactly
+    as the daemon would. Exits 1 if the device did not answer (the reason is printed).
+    """
+    from agent.scheduler import job_for
+    from agent.daemon import Agent
+    from collectors.snmp.collector import SnmpCollector
+
+    config = _load(config_path)
+    device = config.inventory.devices.get(device_id)
+    if device is None:
+        known = ", ".join(sorted(config.inventory.devices)[:20])
+        raise click.UsageError(f"no device '{device_id}' in the inventory (e.g. {known})")
+    if profile is not None and profile not in config.profiles.profiles:
+        raise click.UsageError(f"unknown profile '{profile}'")
+    job = job_for(config, device)
+    if profile is not None:
+        job = dataclasses.replace(job, profile=profile)
+
+    async def once():
+        engine = Agent._make_engine(config)
+        collector = SnmpCollector(engine, config.profiles)
+        try:
+            return await collector.poll(job), collector.detected.get(device_id)
+        finally:
+            await engine.close()
+
+    result, detection = asyncio.run(once())
+    if as_json:
+        click.echo(json.dumps({
+            "device": device_id, "up": result.up, "reason": result.reason,
+            "detail": result.detail, "profile": result.profile, "problems": result.problems,
+            "readings": [{"metric": r.metric, "labels": r.labels, "value": r.value,
+                          "text": r.text} for r in result.readings]},
+            ensure_ascii=False, indent=2))
+        sys.exit(0 if result.up else 1)
+    how = f" (detected: {detection.evidence})" if detection and not job.profile else ""
+    click.echo(f"{device.id}  {device.kind}  site {device.site}  "
+               f"{device.address}:{device.port}  profile {result.profile or '-'}{how}")
+    click.echo(f"up: {'yes' if result.up else 'NO'}  {result.duration * 1000:.0f} ms, "
+               f"{result.requests} requests, {result.varbinds} varbinds")
+    if not result.up:
+        click.echo(f"reason: {result.reason}: {result.detail}")
+    rows = [("METRIC", "LABELS", "VALUE")]
+    for r in result.readings:
+        if r.metric == "up":
+            continue
+        labels = ",".join(f"{k}={v}" for k, v in r.labels.items() if v) or "-"
+        value = _number(r.value) + (f" ({r.text})" if r.text else "")
+        rows.append((r.metric, labels, value))
+    if len(rows) > 1:
+        click.echo(_table(rows))
+    if result.problems:
+        click.echo(f"\n{len(result.problems)} value(s) could not be read:")
+        for problem in result.problems:
+            click.echo(f"  - {problem}")
+    sys.exit(0 if result.up else 1)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("name", required=False)
+def profiles(config_path: Path, name: str | None) -> None:
+    """List the device profiles, or show one profile's metrics and OIDs.
+
+    Profiles are YAML files: the built-in ones plus those in the directories that agent.yaml
+    lists under `profiles:`. See docs/profiles.md to write one for a new device model.
+    """
+    from collectors.snmp.profile import load_profiles
+
+    if config_path.exists():
+        profile_set = _load(config_path).profiles
+    else:  # no agent.yaml here: the built-in profiles
+        try:
+            profile_set = load_profiles()
+        except ConfigErrors as exc:
+            for error in exc.errors:
+                click.echo(str(error), err=True)
+            sys.exit(1)
+    if name is None:
+        rows = [("PROFILE", "KINDS", "MATCHES", "DESCRIPTION")]
+        for p in sorted(profile_set.profiles.values(), key=lambda p: p.name):
+            m = p.model.match
+            matches = ",".join(m.sys_object_id[:2] + [f"/{x}/" for x in m.sys_descr[:1]]
+                               + [f"has {x}" for x in m.oid_present[:1]]) or "-"
+            rows.append((p.name, ",".join(p.model.kinds) or "-", matches, p.model.description))
+        click.echo(_table(rows))
+        return
+    profile = profile_set.profiles.get(name)
+    if profile is None:
+        raise click.UsageError(f"unknown profile '{name}'")
+    plan = profile_set.plan(name)
+    click.echo(f"{name}: {profile.model.description}\nfile: {profile.file}")
+    rows = [("METRIC", "TYPE", "FROM", "OID")]
+    for metric in plan.metrics:
+        d = metric.definition
+        oids = ",".join(s.oid for s in metric.sources) or ",".join(
+            str(getattr(v, "oid", None) and v.oid[0].oid) for v in d.labels.values())
+        rows.append((d.name, d.type, metric.profile, oids))
+    click.echo(_table(rows))
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["config", "metrics"]))
+def docs(what: str) -> None:
+    """Print a reference page generated from the code (config keys, or the metric vocabulary).
+
+    docs/configuration.md and docs/metrics.md are these pages; a test keeps them current.
+    """
+    from agent.reference import config_reference, metrics_reference
+
+    click.echo(config_reference() if what == "config" else metrics_reference(), nl=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Loading the whole configuration: agent.yaml, then credentials, profiles and inventory.
+
+All files are checked in one pass and every problem is reported together (as `vigil check`
+prints them); a Config is only built when there is none. The daemon loads a new Config on
+SIGHUP and keeps the old one if this raises.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import yamlfile
+from agent.credentials import load_credentials
+from agent.inventory import Device, Inventory, load_inventory
+from agent.settings import Settings, SnmpOptions, merge_snmp
+from agent.validation import validate
+from agent.yamlfile import ConfigError, ConfigErrors
+from collectors.snmp.engine import SnmpAuth
+from collectors.snmp.profile import ProfileSet, load_profiles
+
+DEFAULT_CONFIG = Path("/etc/vigil/agent.yaml")
+
+
+@dataclass
+class Config:
+    path: Path
+    settings: Settings
+    inventory: Inventory
+    credentials: dict[str, SnmpAuth]
+    profiles: ProfileSet
+
+    def interval(self, device: Device) -> float:
+        schedule = self.settings.schedule
+        return device.interval or schedule.intervals.get(device.kind, schedule.default_interval)
+
+    def snmp_options(self, device: Device) -> SnmpOptions:
+        return merge_snmp(self.settings.snmp_options(), device.snmp)
+
+
+def _resolve(base: Path, pattern: str) -> list[Path]:
+    full = pattern if Path(pattern).is_absolute() else str(base / pattern)
+    if glob.has_magic(full):
+        return [Path(p) for p in sorted(glob.glob(full))]
+    return [Path(full)]
+
+
+def load_config(path: Path) -> Config:
+    """Load and cross-check everything; raise ConfigErrors listing every problem found."""
+    doc = yamlfile.load(path)
+    settings = validate(Settings, doc)
+    base = path.parent
+    errors: list[ConfigError] = []
+
+    credentials: dict[str, SnmpAuth] = {}
+    credentials_ok = False
+    cred_path = _resolve(base, settings.credentials)[0]
+    if not cred_path.exists():
+        errors.append(doc.error(("credentials",), f"file {cred_path} does not exist"))
+    else:
+        try:
+            credentials = load_credentials(cred_path)
+            credentials_ok = True
+        except ConfigError as exc:
+            errors.append(exc)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+
+    profiles: ProfileSet | None = None
+    try:
+        profiles = load_profiles([Path(p) for d in settings.profiles for p in _resolve(base, d)])
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+
+    docs = []
+    for pattern in settings.inventory:
+        files = _resolve(base, pattern)
+        if not files or not all(f.exists() for f in files):
+            errors.append(doc.error(("inventory",), f"no inventory file matches '{pattern}'"))
+            continue
+        for file in files:
+            try:
+                docs.append(yamlfile.load(file))
+            except ConfigError as exc:
+                errors.append(exc)
+    inventory: Inventory | None = None
+    try:
+        inventory = load_inventory(docs, set(credentials) if credentials_ok else None,
+                                   profiles.names() if profiles else None)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise ConfigErrors(errors)
+    assert inventory is not None and profiles is not None
+    return Config(path, settings, inventory, credentials, profiles)

@@ -1,0 +1,70 @@
+"""The agent's HTTP endpoints, as Prometheus users expect them of an exporter.
+
+GET /metrics       the state and the agent's own metrics (gzip if asked)
+GET /-/healthy     200 while the process and its event loop run
+GET /-/ready       200 once the configuration is loaded and polling has started, else 503
+POST /-/reload     reload the configuration (same as SIGHUP); 200 or 400 with the errors
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+AGENT_KEY = web.AppKey("agent", object)
+
+
+def make_app(agent: Agent) -> web.Application:
+    app = web.Application()
+    app[AGENT_KEY] = agent
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/-/healthy", _healthy)
+    app.router.add_get("/-/ready", _ready)
+    app.router.add_post("/-/reload", _reload)
+    app.router.add_get("/", _index)
+    return app
+
+
+def _agent(request: web.Request) -> Agent:
+    return request.app[AGENT_KEY]  # type: ignore[return-value]
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_agent(request).registry)
+    response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.enable_compression()
+    return response
+
+
+async def _healthy(request: web.Request) -> web.Response:
+    return web.Response(text="Vigil is Healthy.\n")
+
+
+async def _ready(request: web.Request) -> web.Response:
+    if _agent(request).ready:
+        return web.Response(text="Vigil is Ready.\n")
+    return web.Response(status=503, text="Vigil is not ready.\n")
+
+
+async def _reload(request: web.Request) -> web.Response:
+    errors = await _agent(request).reload()
+    if errors:
+        return web.Response(status=400, text="reload refused, the running configuration stays:\n"
+                                             + "\n".join(errors) + "\n")
+    return web.Response(text="configuration reloaded\n")
+
+
+async def _index(request: web.Request) -> web.Response:
+    agent = _agent(request)
+    devices = agent.state.devices.values()
+    up = sum(1 for d in devices if d.up)
+    text = (f"Vigil agent {agent.config.settings.agent.id}\n"
+            f"{len(agent.state.devices)} devices, {up} up\n\n"
+            "/metrics     Prometheus metrics\n/-/healthy   liveness\n/-/ready     readiness\n")
+    return web.Response(text=text)

@@ -1,0 +1,241 @@
+"""The inventory: sites and devices of one branch machine room, with their topology.
+
+A Device is what the agent watches: where it is (site), how to reach it (address, port,
+credentials reference, profile) and what it depends on (`uplink`: the switch port it hangs
+off; `powered_by`: the UPS or PoE port that feeds it). Topology is checked here, once, so the
+rules engine can rely on it: a dangling reference is a config error, not a runtime surprise.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from agent.settings import Duration, Kind, SnmpOptions, Strict, merge_snmp
+from agent.validation import validate
+from agent.yamlfile import ConfigError, ConfigErrors, Document
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+RESERVED_LABELS = {"device", "site", "kind", "agent", "reason", "job", "instance"}
+
+
+def check_address(value: str) -> str:
+    """An IPv4/IPv6 literal or a DNS name; dotted numbers must be a valid IPv4 address."""
+    text = str(value).strip()
+    if re.fullmatch(r"[0-9.]+", text) or ":" in text:
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            raise ValueError(f"'{value}' is not a valid IP address") from None
+    if not _HOSTNAME.match(text):
+        raise ValueError(f"'{value}' is neither an IP address nor a valid host name")
+    return text
+
+
+class Site(Strict):
+    """A community, police-station sub-control or machine room: the unit of "which site is
+    down" on the monitoring centre's wall."""
+
+    id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                    description="Site identifier, used as the `site` label (e.g. `dh-01`).")
+    name: str = Field("", description="Human name, e.g. `东湖社区`.")
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   description="Extra labels for every device of the site.")
+
+
+class Uplink(Strict):
+    switch: str = Field(..., description="Id of the switch (a device of kind `switch`).")
+    port: int | str = Field(..., description="The switch port: ifIndex (number) or ifName.")
+
+
+class PoweredBy(Strict):
+    ups: str | None = Field(None, description="Id of the UPS feeding this device.")
+    switch: str | None = Field(None, description="Id of the PoE switch feeding this device.")
+    port: int | str | None = Field(None, description="PoE port on that switch (ifIndex or name).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PoweredBy:
+        if bool(self.ups) == bool(self.switch):
+            raise ValueError("give either 'ups' or 'switch' (with 'port'), not both or neither")
+        if self.switch and self.port is None:
+            raise ValueError("a PoE feed needs the switch 'port'")
+        if self.ups and self.port is not None:
+            raise ValueError("'port' belongs to a PoE feed ('switch'), not to a UPS")
+        return self
+
+
+def _labels(value: dict[str, Any]) -> dict[str, str]:
+    for key in value:
+        if not _LABEL.match(str(key)):
+            raise ValueError(f"label name '{key}' must match [a-zA-Z_][a-zA-Z0-9_]*")
+        if key in RESERVED_LABELS:
+            raise ValueError(f"label name '{key}' is reserved (set by the agent)")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+class DeviceDefaults(Strict):
+    """Values every device gets unless it sets its own."""
+
+    credentials: str | None = Field(None, description="Default credentials entry name.")
+    port: int = Field(161, ge=1, le=65535, description="Default SNMP UDP port.")
+    snmp: SnmpOptions | None = Field(None, description="Default SNMP tuning for these devices.")
+
+
+class Device(Strict):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                    description="Unique device id (letters, digits, `_ . -`), e.g. `ups-room-1`.")
+    kind: Kind = Field(..., description="One of: ptz_camera, fixed_camera, nvr, ups, switch, "
+                                        "spd_monitor, env_monitor.")
+    site: str = Field(..., description="Id of the site (from `sites`) the device belongs to.")
+    name: str = Field("", description="Human name, e.g. `东湖路与建设路口球机`.")
+    address: str = Field(..., description="IP address or DNS name.")
+    port: int | None = Field(None, ge=1, le=65535,
+                             description="SNMP UDP port (default from `defaults.port`, 161).")
+    profile: str | None = Field(
+        None, description="Profile name. Leave out to pick one automatically from the "
+                          "device's sysObjectID / sysDescr at its first poll.")
+    credentials: str | None = Field(
+        None, description="Name of an entry in the credentials file (default from "
+                          "`defaults.credentials`).")
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   description="Extra labels exported with the device's series.")
+    uplink: Uplink | None = Field(None, description="The switch port this device hangs off.")
+    powered_by: PoweredBy | None = Field(None, description="What feeds this device power.")
+    interval: Duration | None = Field(None, description="Poll interval for this device.")
+    snmp: SnmpOptions | None = Field(None, description="SNMP tuning for this device only.")
+    enabled: bool = Field(True, description="`false` keeps the device listed but unpolled.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_address(value)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_names(cls, value: Any) -> Any:
+        return _labels(value) if isinstance(value, dict) else value
+
+
+class InventoryFile(Strict):
+    """Top level of an inventory file."""
+
+    sites: list[Site] = Field(default_factory=list, description="Sites of this branch.")
+    defaults: DeviceDefaults = Field(default_factory=DeviceDefaults,
+                                     description="Defaults for the devices of this file.")
+    devices: list[Device] = Field(default_factory=list, description="The devices.")
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A device and where it was written, for error messages after validation."""
+
+    device: Device
+    doc: Document
+    index: int
+
+    def error(self, key: str, message: str) -> ConfigError:
+        path: tuple[str | int, ...] = ("devices", self.index)
+        if key:
+            path += tuple(key.split("."))
+        return self.doc.error(path, message)
+
+
+@dataclass
+class Inventory:
+    sites: dict[str, Site]
+    devices: dict[str, Device]
+    placed: dict[str, Placed]
+
+    def get(self, device_id: str) -> Device:
+        return self.devices[device_id]
+
+
+def load_inventory(docs: list[Document], known_credentials: set[str] | None,
+                   known_profiles: set[str] | None) -> Inventory:
+    """Validate every file, then the references between devices, sites, credentials, profiles.
+
+    A None set means that file had errors of its own: references to it are not checked, so
+    one mistake is reported once, not once per device."""
+    errors: list[ConfigError] = []
+    sites: dict[str, Site] = {}
+    site_where: dict[str, tuple[Document, int]] = {}
+    placed: dict[str, Placed] = {}
+    for doc in docs:
+        try:
+            model = validate(InventoryFile, doc)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        for i, site in enumerate(model.sites):
+            if site.id in sites:
+                first = site_where[site.id]
+                errors.append(doc.error(("sites", i, "id"),
+                                        f"duplicate site id '{site.id}' (first in "
+                                        f"{first[0].file}:{first[0].line(('sites', first[1]))})"))
+                continue
+            sites[site.id] = site
+            site_where[site.id] = (doc, i)
+        for i, dev in enumerate(model.devices):
+            filled = dev.model_copy(update={
+                "port": dev.port or model.defaults.port,
+                "credentials": dev.credentials or model.defaults.credentials,
+                "snmp": merge_snmp(SnmpOptions(), model.defaults.snmp, dev.snmp),
+            })
+            here = Placed(filled, doc, i)
+            if dev.id in placed:
+                first = placed[dev.id]
+                errors.append(here.error("id", f"duplicate device id '{dev.id}' (first at "
+                                               f"{first.doc.file}:{first.doc.line(('devices', first.index))})"))
+                continue
+            placed[dev.id] = here
+    devices = {k: p.device for k, p in placed.items()}
+    for p in placed.values():
+        errors.extend(_check_references(p, sites, devices, known_credentials, known_profiles))
+    if errors:
+        raise ConfigErrors(errors)
+    return Inventory(sites=sites, devices=devices, placed=placed)
+
+
+def _check_references(p: Placed, sites: dict[str, Site], devices: dict[str, Device],
+                      credentials: set[str] | None,
+                      profiles: set[str] | None) -> list[ConfigError]:
+    dev = p.device
+    out: list[ConfigError] = []
+    if dev.site not in sites:
+        known = ", ".join(sorted(sites)) or "none declared under 'sites'"
+        out.append(p.error("site", f"site '{dev.site}' is not in the inventory (known: {known})"))
+    if dev.credentials is None:
+        out.append(p.error("credentials", "no credentials: set it here or in defaults.credentials"))
+    elif credentials is not None and dev.credentials not in credentials:
+        out.append(p.error("credentials", f"credentials '{dev.credentials}' are not in the "
+                                          f"credentials file (known: {', '.join(sorted(credentials)) or 'none'})"))
+    if dev.profile is not None and profiles is not None and dev.profile not in profiles:
+        out.append(p.error("profile", f"unknown profile '{dev.profile}' (known: "
+                                      f"{', '.join(sorted(profiles))})"))
+    if dev.uplink is not None:
+        out.extend(_check_peer(p, "uplink.switch", dev.uplink.switch, "switch", devices))
+    if dev.powered_by is not None:
+        if dev.powered_by.ups:
+            out.extend(_check_peer(p, "powered_by.ups", dev.powered_by.ups, "ups", devices))
+        if dev.powered_by.switch:
+            out.extend(_check_peer(p, "powered_by.switch", dev.powered_by.switch, "switch",
+                                   devices))
+    return out
+
+
+def _check_peer(p: Placed, key: str, ref: str, kind: str,
+                devices: dict[str, Device]) -> list[ConfigError]:
+    if ref == p.device.id:
+        return [p.error(key, f"a device cannot depend on itself ('{ref}')")]
+    peer = devices.get(ref)
+    if peer is None:
+        return [p.error(key, f"{kind} '{ref}' is not in the inventory")]
+    if peer.kind != kind:
+        return [p.error(key, f"'{ref}' is a {peer.kind}, not a {kind}")]
+    return []

@@ -1,0 +1,143 @@
+"""Agent settings (`agent.yaml`): where the other files are, how to poll, where to listen.
+
+Every key is documented here with `Field(description=...)`; `vigil docs config` renders these
+descriptions into docs/configuration.md, so the reference page cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from agent.validation import parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds; written in YAML as a Prometheus-style duration ('500ms', '30s', '5m') or a number."""
+
+KINDS = ("ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor")
+Kind = Literal["ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor"]
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SnmpOptions(Strict):
+    """SNMP transport tuning. Set agent-wide in `agent.yaml` under `snmp:`; any key may be
+    overridden per device in the inventory (`devices[].snmp`) or in `defaults.snmp`."""
+
+    timeout: Duration | None = Field(
+        None, description="Seconds to wait for one response before retrying. Default 2s.")
+    retries: int | None = Field(
+        None, ge=0, le=10, description="Retries after a timeout, per request. Default 1.")
+    max_repetitions: int | None = Field(
+        None, ge=1, le=200,
+        description="GETBULK max-repetitions: rows asked per column per request. Default 25. "
+                    "The agent lowers it so that columns x repetitions stays within "
+                    "`max_varbinds_per_request`.")
+    max_oids_per_request: int | None = Field(
+        None, ge=1, le=128,
+        description="Most OIDs put in one GET request; longer lists are split. Default 32.")
+    max_varbinds_per_request: int | None = Field(
+        None, ge=1, le=1000,
+        description="Most varbinds a GETBULK may ask for (columns x repetitions). Some agents "
+                    "answer at most 64 per response. Default 60.")
+
+
+SNMP_DEFAULTS = SnmpOptions(timeout=2.0, retries=1, max_repetitions=25, max_oids_per_request=32,
+                            max_varbinds_per_request=60)
+
+
+class AgentIdentity(Strict):
+    id: str = Field(
+        ..., pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="Identifier of this agent, unique across the district (e.g. `branch-dh`). "
+                    "Exported as the `agent` label on the agent's own metrics.")
+    name: str = Field("", description="Human name of the branch machine room, e.g. `东湖分局机房`.")
+
+
+class Snmp(SnmpOptions):
+    engine: Literal["pysnmp", "ezsnmp"] = Field(
+        "pysnmp",
+        description="SNMP engine. `pysnmp` (pure Python, the default, handles every SNMP "
+                    "version and quirk) or `ezsnmp` (net-snmp C library, about 4x less CPU per "
+                    "poll; install with `pip install vigil[fast]`). See docs/snmp-engines.md.")
+    engine_threads: int = Field(
+        16, ge=1, le=256,
+        description="ezsnmp only: worker threads doing blocking SNMP requests. The GIL is "
+                    "released while waiting, so threads spent waiting on slow devices are "
+                    "cheap.")
+
+
+class Schedule(Strict):
+    default_interval: Duration = Field(60.0, description="Poll interval for every device "
+                                       "unless its kind or the device sets another.")
+    intervals: dict[Kind, Duration] = Field(
+        default_factory=dict,
+        description="Poll interval per device kind, e.g. `{ups: 30s, ptz_camera: 60s}`.")
+    max_concurrent_polls: int = Field(
+        64, ge=1, le=10000,
+        description="Most device polls in flight at once. Bounds sockets and memory; a dead "
+                    "device holds a slot only until its timeout.")
+    poll_deadline_ratio: float = Field(
+        0.9, gt=0, le=1,
+        description="A poll is abandoned (up=0, reason timeout) after this share of its "
+                    "interval, so one slow device never runs into its next poll.")
+    spread_start: bool = Field(
+        True, description="Spread first polls over one interval (by a hash of the device id) "
+                          "so a thousand devices are not polled in the same millisecond.")
+
+
+class Settings(Strict):
+    """Top level of `agent.yaml`. Relative paths are relative to the directory of agent.yaml."""
+
+    agent: AgentIdentity = Field(..., description="Who this agent is.")
+    listen: str = Field(
+        "127.0.0.1:9830",
+        description="host:port of the HTTP server (`/metrics`, `/-/healthy`, `/-/ready`). "
+                    "Bind 127.0.0.1 unless Prometheus scrapes from another host.")
+    inventory: list[str] = Field(
+        ["inventory.yaml"],
+        description="Inventory files (glob patterns allowed, e.g. `inventory.d/*.yaml`). "
+                    "Device ids must be unique across all of them.")
+    credentials: str = Field(
+        "credentials.yaml",
+        description="The credentials file (SNMP communities and v3 users). It must not be "
+                    "readable by group or others (chmod 600), or `vigil check` fails.")
+    profiles: list[str] = Field(
+        default_factory=list,
+        description="Extra directories of device profiles (`*.yaml`). The built-in profiles "
+                    "are always loaded; a profile here with the same name replaces a built-in.")
+    state_dir: str = Field("/var/lib/vigil", description="Directory for the agent's own data.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level.")
+    snmp: Snmp = Field(default_factory=Snmp, description="SNMP engine and default tuning.")
+    schedule: Schedule = Field(default_factory=Schedule, description="Polling schedule.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"'{value}' is not host:port (e.g. 127.0.0.1:9830)")
+        return value
+
+    def snmp_options(self) -> SnmpOptions:
+        """Agent-wide SNMP tuning with built-in defaults filled in."""
+        return merge_snmp(SNMP_DEFAULTS, self.snmp)
+
+
+def merge_snmp(base: SnmpOptions, *overrides: SnmpOptions | None) -> SnmpOptions:
+    """Later non-empty keys win: built-in defaults < agent.yaml < inventory defaults < device."""
+    values = {k: getattr(base, k) for k in SnmpOptions.model_fields}
+    for layer in overrides:
+        if layer is None:
+            continue
+        for key in SnmpOptions.model_fields:
+            value = getattr(layer, key)
+            if value is not None:
+                values[key] = value
+    return SnmpOptions(**values)

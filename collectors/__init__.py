@@ -1,0 +1,1 @@
+"""Collectors: one package per protocol, each turning device answers into Readings."""

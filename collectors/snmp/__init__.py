@@ -1,0 +1,1 @@
+"""SNMP: engines (pysnmp, ezsnmp), fetching, profiles (YAML, in ../profiles) and translation."""

@@ -1,0 +1,136 @@
+"""Real protocol peers for the tests: snmpsim, net-snmp snmpd, Prometheus, promtool.
+
+Each peer runs as a child process bound to 127.0.0.1 on a free port and is stopped (by its
+PID) when the test is done. A missing program skips the test with the reason, except under
+CI=true, where a missing peer fails: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDINGS = ROOT.parent / "shared" / "recordings" / "snmp"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(what: str) -> None:
+    """Skip outside CI, fail under CI=true."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {what}: the test command must install it", pytrace=False)
+    pytest.skip(what)
+
+
+def program(name: str, *extra_dirs: str) -> str:
+    """Absolute path of an external program, or skip/fail naming the Debian package."""
+    found = shutil.which(name) or next(
+        (str(Path(d) / name) for d in extra_dirs if (Path(d) / name).exists()), None)
+    if not found:
+        missing(f"'{name}' is not installed (apt-get install {DEBIAN_PACKAGE.get(name, name)})")
+    return found  # type: ignore[return-value]
+
+
+DEBIAN_PACKAGE = {"snmpd": "snmpd", "snmpget": "snmp", "snmpbulkget": "snmp",
+                  "prometheus": "prometheus", "promtool": "prometheus",
+                  "snmptrap": "snmp", "snmptrapd": "snmptrapd"}
+
+
+def recordings() -> Path:
+    if not RECORDINGS.is_dir():
+        missing(f"device recordings not found at {RECORDINGS}")
+    return RECORDINGS
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_udp_snmp(port: int, community: str, timeout: float = 30.0) -> None:
+    """Wait until an SNMP agent answers a GET of sysUpTime on 127.0.0.1:port."""
+    from pysnmp.proto import api
+    from pyasn1.codec.ber import encoder
+
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    pdu = p.GetRequestPDU()
+    p.apiPDU.set_defaults(pdu)
+    p.apiPDU.set_varbinds(pdu, [("1.3.6.1.2.1.1.3.0", p.null)])
+    msg = p.Message()
+    p.apiMessage.set_defaults(msg)
+    p.apiMessage.set_community(msg, community)
+    p.apiMessage.set_pdu(msg, pdu)
+    payload = encoder.encode(msg)
+    deadline = time.time() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        while time.time() < deadline:
+            sock.sendto(payload, ("127.0.0.1", port))
+            try:
+                sock.recvfrom(65535)
+                return
+            except OSError:
+                continue
+    raise RuntimeError(f"no SNMP agent answered on 127.0.0.1:{port} within {timeout}s")
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout
+    last: Exception | None = None
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except Exception as exc:  # not up yet
+            last = exc
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s: {last}")
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """End a child we started, by its PID: SIGTERM, then SIGKILL after the grace period."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def snmpsim(data_dir: Path, work: Path, endpoints: list[str] | None = None,
+            extra_args: list[str] | None = None) -> Iterator[int]:
+    """Run snmpsim serving `data_dir` (community = file stem); yields the first port."""
+    port = free_port()
+    endpoints = endpoints or [f"127.0.0.1:{port}"]
+    responder = Path(sys.executable).parent / "snmpsim-command-responder"
+    if not responder.exists():
+        missing("snmpsim is not installed in this environment (pip install snmpsim)")
+    args = [str(responder), f"--data-dir={data_dir}", f"--cache-dir={work / 'snmpsim-cache'}",
+            "--logging-method=null", *(f"--agent-udpv4-endpoint={e}" for e in endpoints),
+            *(extra_args or [])]
+    log = open(work / "snmpsim.log", "w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "SNMPSIM_ALLOW_ROOT": "true"})
+    try:
+        first = data_dir.glob("*.snmprec").__next__().stem
+        wait_udp_snmp(int(endpoints[0].rsplit(":", 1)[1]), first, timeout=60)
+        yield int(endpoints[0].rsplit(":", 1)[1])
+    finally:
+        stop(proc)
+        log.close()
