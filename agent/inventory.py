@@ -128,7 +128,8 @@ class InventoryFile(Strict):
     sites: list[Site] = Field(default_factory=list, description="Sites of this branch.")
     defaults: DeviceDefaults = Field(default_factory=DeviceDefaults,
                                      description="Defaults for the devices of this file.")
-    devices: list[Device] = Field(default_factory=list, description="The devices.")
+    devices: list[dict[str, Any]] = Field(
+        default_factory=list, description="The devices (keys: see the next table).")
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def load_inventory(docs: list[Document], known_credentials: set[str] | None,
     sites: dict[str, Site] = {}
     site_where: dict[str, tuple[Document, int]] = {}
     placed: dict[str, Placed] = {}
+    broken: set[str] = set()  # ids of devices with errors of their own
     for doc in docs:
         try:
             model = validate(InventoryFile, doc)
@@ -181,7 +183,13 @@ def load_inventory(docs: list[Document], known_credentials: set[str] | None,
                 continue
             sites[site.id] = site
             site_where[site.id] = (doc, i)
-        for i, dev in enumerate(model.devices):
+        for i, raw in enumerate(model.devices):
+            try:
+                dev = validate(Device, doc, raw, prefix=("devices", i))
+            except ConfigErrors as exc:
+                errors.extend(exc.errors)
+                broken.add(str(raw.get("id")))
+                continue
             filled = dev.model_copy(update={
                 "port": dev.port or model.defaults.port,
                 "credentials": dev.credentials or model.defaults.credentials,
@@ -196,14 +204,15 @@ def load_inventory(docs: list[Document], known_credentials: set[str] | None,
             placed[dev.id] = here
     devices = {k: p.device for k, p in placed.items()}
     for p in placed.values():
-        errors.extend(_check_references(p, sites, devices, known_credentials, known_profiles))
+        errors.extend(_check_references(p, sites, devices, broken, known_credentials,
+                                        known_profiles))
     if errors:
         raise ConfigErrors(errors)
     return Inventory(sites=sites, devices=devices, placed=placed)
 
 
 def _check_references(p: Placed, sites: dict[str, Site], devices: dict[str, Device],
-                      credentials: set[str] | None,
+                      broken: set[str], credentials: set[str] | None,
                       profiles: set[str] | None) -> list[ConfigError]:
     dev = p.device
     out: list[ConfigError] = []
@@ -219,18 +228,21 @@ def _check_references(p: Placed, sites: dict[str, Site], devices: dict[str, Devi
         out.append(p.error("profile", f"unknown profile '{dev.profile}' (known: "
                                       f"{', '.join(sorted(profiles))})"))
     if dev.uplink is not None:
-        out.extend(_check_peer(p, "uplink.switch", dev.uplink.switch, "switch", devices))
+        out.extend(_check_peer(p, "uplink.switch", dev.uplink.switch, "switch", devices, broken))
     if dev.powered_by is not None:
         if dev.powered_by.ups:
-            out.extend(_check_peer(p, "powered_by.ups", dev.powered_by.ups, "ups", devices))
+            out.extend(_check_peer(p, "powered_by.ups", dev.powered_by.ups, "ups", devices,
+                                   broken))
         if dev.powered_by.switch:
             out.extend(_check_peer(p, "powered_by.switch", dev.powered_by.switch, "switch",
-                                   devices))
+                                   devices, broken))
     return out
 
 
-def _check_peer(p: Placed, key: str, ref: str, kind: str,
-                devices: dict[str, Device]) -> list[ConfigError]:
+def _check_peer(p: Placed, key: str, ref: str, kind: str, devices: dict[str, Device],
+                broken: set[str]) -> list[ConfigError]:
+    if ref in broken:  # that device's own error is reported already
+        return []
     if ref == p.device.id:
         return [p.error(key, f"a device cannot depend on itself ('{ref}')")]
     peer = devices.get(ref)

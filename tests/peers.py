@@ -134,3 +134,68 @@ def snmpsim(data_dir: Path, work: Path, endpoints: list[str] | None = None,
     finally:
         stop(proc)
         log.close()
+
+
+@contextmanager
+def snmpd(work: Path, v3_users: list[tuple[str, str, str, str, str]],
+          community: str = "public") -> Iterator[int]:
+    """net-snmp snmpd on 127.0.0.1:<free port>; v3_users: (user, auth, authpass, priv, privpass).
+
+    Serves the host's own MIB-II (system, interfaces, ...), read-only."""
+    binary = program("snmpd", "/usr/sbin")
+    port = free_port()
+    conf = work / "snmpd.conf"
+    lines = [f"agentAddress udp:127.0.0.1:{port}", f"rocommunity {community} 127.0.0.1"]
+    for user, auth, auth_pass, priv, priv_pass in v3_users:
+        lines.append(f"createUser {user} {auth} {auth_pass} {priv} {priv_pass}")
+        lines.append(f"rouser {user} priv")
+    conf.write_text("\n".join(lines) + "\n")
+    (work / "snmpd-state").mkdir(exist_ok=True)
+    log = open(work / "snmpd.log", "w")
+    proc = subprocess.Popen([binary, "-f", "-C", "-c", str(conf), "-Lf", str(work / "snmpd.out"),
+                             "-M", "/dev/null", "-m", ""],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "SNMP_PERSISTENT_DIR": str(work / "snmpd-state")})
+    try:
+        wait_udp_snmp(port, community, timeout=20)
+        yield port
+    finally:
+        stop(proc)
+        log.close()
+
+
+@contextmanager
+def prometheus(work: Path, targets: list[str], interval: str = "1s") -> Iterator[str]:
+    """Prometheus scraping `targets` (host:port) every `interval`; yields its base URL."""
+    binary = program("prometheus")
+    port = free_port(socket.SOCK_STREAM)
+    conf = work / "prometheus.yml"
+    conf.write_text(
+        "global:\n  scrape_interval: %s\n  evaluation_interval: %s\n"
+        "scrape_configs:\n  - job_name: vigil\n    static_configs:\n      - targets: [%s]\n"
+        % (interval, interval, ", ".join(f"'{t}'" for t in targets)))
+    log = open(work / "prometheus.log", "w")
+    proc = subprocess.Popen([binary, f"--config.file={conf}",
+                             f"--storage.tsdb.path={work / 'prometheus-data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/-/ready", timeout=60)
+        yield url
+    finally:
+        stop(proc)
+        log.close()
+
+
+def prometheus_query(url: str, query: str) -> list[dict]:
+    """Instant query through Prometheus' HTTP API; returns the result vector."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/api/v1/query?" + urllib.parse.urlencode(
+            {"query": query}), timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
