@@ -116,7 +116,8 @@ def _width(text: str) -> int:
 
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(r, widths))
+    return "\n".join("  ".join(cell + " " * (w - _width(cell))
+                               for cell, w in zip(r, widths, strict=True))
                      .rstrip() for r in rows)
 
 
@@ -135,8 +136,8 @@ def poll(config_path: Path, device_id: str, profile: str | None, as_json: bool) 
     Uses the device's inventory entry (address, credentials, profile, SNMP tuning) exactly
     as the daemon would. Exits 1 if the device did not answer (the reason is printed).
     """
-    from agent.scheduler import job_for
     from agent.daemon import Agent
+    from agent.scheduler import job_for
     from collectors.snmp.collector import SnmpCollector
 
     config = _load(config_path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
@@ -75,7 +75,7 @@ def _version_tag(value: Any) -> str | None:
 
 
 Credential = Annotated[
-    Union[Annotated[CommunityCredential, Tag("community")], Annotated[UsmCredential, Tag("v3")]],
+    Annotated[CommunityCredential, Tag("community")] | Annotated[UsmCredential, Tag("v3")],
     Discriminator(_version_tag),
 ]
 
@@ -92,12 +92,12 @@ def _secret(doc: Document, path: tuple, cred: BaseModel, key: str,
     inline = getattr(cred, key)
     env_name = getattr(cred, f"{key}_env")
     if inline is not None and env_name is not None:
-        errors.append(doc.error(path + (key,), f"give either '{key}' or '{key}_env', not both"))
+        errors.append(doc.error((*path, key), f"give either '{key}' or '{key}_env', not both"))
         return ""
     if env_name is not None:
         value = os.environ.get(env_name)
         if not value:
-            errors.append(doc.error(path + (f"{key}_env",),
+            errors.append(doc.error((*path, f"{key}_env"),
                                     f"environment variable {env_name} is not set"))
             return ""
         return value
@@ -120,12 +120,12 @@ def load_credentials(path: Path) -> dict[str, SnmpAuth]:
             out[name] = SnmpAuth(version=cred.version, community=community)
             continue
         if cred.priv_protocol and not cred.auth_protocol:
-            errors.append(doc.error(where + ("priv_protocol",),
+            errors.append(doc.error((*where, "priv_protocol"),
                                     "privacy needs authentication: set auth_protocol too"))
         auth = _secret(doc, where, cred, "auth_password", errors, required=bool(cred.auth_protocol))
         priv = _secret(doc, where, cred, "priv_password", errors, required=bool(cred.priv_protocol))
         if not cred.auth_protocol and auth:
-            errors.append(doc.error(where + ("auth_password",),
+            errors.append(doc.error((*where, "auth_password"),
                                     "auth_password given without auth_protocol"))
         out[name] = SnmpAuth(
             version="3", username=cred.username, auth_protocol=cred.auth_protocol,

@@ -46,7 +46,13 @@ class Site(Strict):
                     description="Site identifier, used as the `site` label (e.g. `dh-01`).")
     name: str = Field("", description="Human name, e.g. `东湖社区`.")
     labels: dict[str, str] = Field(default_factory=dict,
-                                   description="Extra labels for every device of the site.")
+                                   description="Extra labels for every device of the site "
+                                               "(a device's own labels win).")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_names(cls, value: Any) -> Any:
+        return _labels(value) if isinstance(value, dict) else value
 
 
 class Uplink(Strict):
@@ -132,7 +138,7 @@ class InventoryFile(Strict):
         default_factory=list, description="The devices (keys: see the next table).")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Placed:
     """A device and where it was written, for error messages after validation."""
 
@@ -198,10 +204,16 @@ def load_inventory(docs: list[Document], known_credentials: set[str] | None,
             here = Placed(filled, doc, i)
             if dev.id in placed:
                 first = placed[dev.id]
+                where = f"{first.doc.file}:{first.doc.line(('devices', first.index))}"
                 errors.append(here.error("id", f"duplicate device id '{dev.id}' (first at "
-                                               f"{first.doc.file}:{first.doc.line(('devices', first.index))})"))
+                                               f"{where})"))
                 continue
             placed[dev.id] = here
+    for p in placed.values():
+        site = sites.get(p.device.site)
+        if site is not None and site.labels:
+            p.device = p.device.model_copy(update={"labels": {**site.labels,
+                                                              **p.device.labels}})
     devices = {k: p.device for k, p in placed.items()}
     for p in placed.values():
         errors.extend(_check_references(p, sites, devices, broken, known_credentials,
@@ -222,8 +234,9 @@ def _check_references(p: Placed, sites: dict[str, Site], devices: dict[str, Devi
     if dev.credentials is None:
         out.append(p.error("credentials", "no credentials: set it here or in defaults.credentials"))
     elif credentials is not None and dev.credentials not in credentials:
+        known = ", ".join(sorted(credentials)) or "none"
         out.append(p.error("credentials", f"credentials '{dev.credentials}' are not in the "
-                                          f"credentials file (known: {', '.join(sorted(credentials)) or 'none'})"))
+                                          f"credentials file (known: {known})"))
     if dev.profile is not None and profiles is not None and dev.profile not in profiles:
         out.append(p.error("profile", f"unknown profile '{dev.profile}' (known: "
                                       f"{', '.join(sorted(profiles))})"))

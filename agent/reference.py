@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from agent.credentials import CommunityCredential, CredentialsFile, UsmCredential
-from agent.inventory import InventoryFile
+from agent.inventory import Device, InventoryFile
 from agent.settings import Settings
 from collectors.snmp.profile import ProfileFile, load_vocabulary
 
@@ -33,7 +33,7 @@ def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         base = typing.get_args(annotation)[0]
-        if base is float and "Duration" in repr(annotation):
+        if base is float and "parse_duration" in repr(annotation):
             return "duration"
         return _type_name(base)
     if origin is typing.Literal:
@@ -94,6 +94,7 @@ def config_reference() -> str:
                  Settings),
         _section("Inventory files", "Sites and devices (`inventory:` in agent.yaml).",
                  InventoryFile),
+        _section("Inventory: device entries", "Each item of `devices:`.", Device),
         _section("Credentials file", "Named SNMP credentials (`credentials:` in agent.yaml). "
                                      "Each entry is one of the two forms below.",
                  CredentialsFile),
@@ -119,16 +120,19 @@ def metrics_reference() -> str:
              "| `vigil_device_down_reason` | gauge | 1 with label `reason` (timeout, refused, "
              "unreachable, auth, protocol, no_data, error) while the device is down |",
              "| `vigil_device_poll_duration_seconds` | gauge | wall time of the last poll |",
-             "| `vigil_device_last_success_timestamp_seconds` | gauge | time of the last good poll |",
+             "| `vigil_device_last_success_timestamp_seconds` | gauge | time of the last good "
+             "poll |",
              "| `vigil_device_poll_problems` | gauge | values the last poll could not read |",
              "| `vigil_device_inventory_info` | info | inventory and topology labels (name, "
              "address, profile, uplink_switch, uplink_port, powered_by, site_name, labels) |",
              "| `vigil_polls_total` | counter | polls done, by kind |",
              "| `vigil_poll_failures_total` | counter | failed polls by kind and reason |",
-             "| `vigil_polls_skipped_total` | counter | polls skipped: previous poll still running |",
+             "| `vigil_polls_skipped_total` | counter | polls skipped: the previous one still "
+             "ran |",
              "| `vigil_poll_lag_seconds` | histogram | scheduled time → start of a poll |",
              "| `vigil_polls_in_flight` | gauge | polls running now |",
-             "| `vigil_snmp_requests_total`, `vigil_snmp_varbinds_total` | counter | SNMP traffic |",
+             "| `vigil_snmp_requests_total`, `vigil_snmp_varbinds_total` | counter | SNMP "
+             "traffic |",
              "| `vigil_config_last_reload_successful` | gauge | 1 if the last (re)load worked |",
              "| `vigil_config_last_reload_success_timestamp_seconds` | gauge | its time |",
              "| `vigil_agent_info` | info | agent id, version, SNMP engine |",

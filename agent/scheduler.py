@@ -16,7 +16,7 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -68,7 +68,7 @@ class PollScheduler:
         self.plans: dict[str, _Plan] = {}
         self.semaphore = asyncio.Semaphore(64)
         self.limit = 64
-        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -106,7 +106,7 @@ class PollScheduler:
             self.plans[device_id] = plan
             self.scheduler.add_job(
                 self._run, IntervalTrigger(seconds=interval, start_date=datetime.fromtimestamp(
-                    plan.start, timezone.utc)),
+                    plan.start, UTC)),
                 id=device_id, args=[device_id], replace_existing=True, max_instances=1,
                 coalesce=True, misfire_grace_time=max(1, int(interval)))
 

@@ -108,7 +108,7 @@ def _message(root: type[BaseModel], err: dict[str, Any]) -> str:
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
-    if kind.endswith("_type") or kind.endswith("_parsing"):
+    if kind.endswith(("_type", "_parsing")):
         msg = f"{msg} (got {err.get('input')!r})"
     return msg
 

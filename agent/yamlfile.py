@@ -101,7 +101,7 @@ class _Builder:
                 if isinstance(key, (list, dict)):
                     raise ConfigError(self.file, key_node.start_mark.line + 1, key_path(path),
                                       "a mapping key must be a plain value")
-                child = path + (key if isinstance(key, (str, int)) else str(key),)
+                child = (*path, key if isinstance(key, (str, int)) else str(key))
                 if key in out:
                     raise ConfigError(self.file, key_node.start_mark.line + 1, key_path(child),
                                       f"duplicate key '{key}' (first at line {self.lines[child]})")
@@ -111,7 +111,7 @@ class _Builder:
                 out.setdefault(k, v)  # explicit keys win over merged ones, as in YAML
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         return self._constructor.construct_object(node, deep=True)
 
 

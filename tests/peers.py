@@ -14,9 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -60,8 +60,8 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 def wait_udp_snmp(port: int, community: str, timeout: float = 30.0) -> None:
     """Wait until an SNMP agent answers a GET of sysUpTime on 127.0.0.1:port."""
-    from pysnmp.proto import api
     from pyasn1.codec.ber import encoder
+    from pysnmp.proto import api
 
     p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
     pdu = p.GetRequestPDU()
@@ -95,7 +95,7 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
-        except Exception as exc:  # not up yet
+        except OSError as exc:  # not up yet
             last = exc
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout}s: {last}")
@@ -113,6 +113,18 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 @contextmanager
+def child(args: list[str], log: Path, env: dict[str, str] | None = None
+          ) -> Iterator[subprocess.Popen]:
+    """A child process with its output in `log`, stopped by PID when the block ends."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            yield proc
+        finally:
+            stop(proc)
+
+
+@contextmanager
 def snmpsim(data_dir: Path, work: Path, endpoints: list[str] | None = None,
             extra_args: list[str] | None = None) -> Iterator[int]:
     """Run snmpsim serving `data_dir` (community = file stem); yields the first port."""
@@ -124,16 +136,11 @@ def snmpsim(data_dir: Path, work: Path, endpoints: list[str] | None = None,
     args = [str(responder), f"--data-dir={data_dir}", f"--cache-dir={work / 'snmpsim-cache'}",
             "--logging-method=null", *(f"--agent-udpv4-endpoint={e}" for e in endpoints),
             *(extra_args or [])]
-    log = open(work / "snmpsim.log", "w")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "SNMPSIM_ALLOW_ROOT": "true"})
-    try:
-        first = data_dir.glob("*.snmprec").__next__().stem
+    env = {**os.environ, "SNMPSIM_ALLOW_ROOT": "true"}
+    with child(args, work / "snmpsim.log", env):
+        first = next(data_dir.glob("*.snmprec")).stem
         wait_udp_snmp(int(endpoints[0].rsplit(":", 1)[1]), first, timeout=60)
         yield int(endpoints[0].rsplit(":", 1)[1])
-    finally:
-        stop(proc)
-        log.close()
 
 
 @contextmanager
@@ -151,17 +158,12 @@ def snmpd(work: Path, v3_users: list[tuple[str, str, str, str, str]],
         lines.append(f"rouser {user} priv")
     conf.write_text("\n".join(lines) + "\n")
     (work / "snmpd-state").mkdir(exist_ok=True)
-    log = open(work / "snmpd.log", "w")
-    proc = subprocess.Popen([binary, "-f", "-C", "-c", str(conf), "-Lf", str(work / "snmpd.out"),
-                             "-M", "/dev/null", "-m", ""],
-                            stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "SNMP_PERSISTENT_DIR": str(work / "snmpd-state")})
-    try:
+    args = [binary, "-f", "-C", "-c", str(conf), "-Lf", str(work / "snmpd.out"),
+            "-M", "/dev/null", "-m", ""]
+    env = {**os.environ, "SNMP_PERSISTENT_DIR": str(work / "snmpd-state")}
+    with child(args, work / "snmpd.log", env):
         wait_udp_snmp(port, community, timeout=20)
         yield port
-    finally:
-        stop(proc)
-        log.close()
 
 
 @contextmanager
@@ -170,22 +172,17 @@ def prometheus(work: Path, targets: list[str], interval: str = "1s") -> Iterator
     binary = program("prometheus")
     port = free_port(socket.SOCK_STREAM)
     conf = work / "prometheus.yml"
+    quoted = ", ".join(f"'{t}'" for t in targets)
     conf.write_text(
-        "global:\n  scrape_interval: %s\n  evaluation_interval: %s\n"
-        "scrape_configs:\n  - job_name: vigil\n    static_configs:\n      - targets: [%s]\n"
-        % (interval, interval, ", ".join(f"'{t}'" for t in targets)))
-    log = open(work / "prometheus.log", "w")
-    proc = subprocess.Popen([binary, f"--config.file={conf}",
-                             f"--storage.tsdb.path={work / 'prometheus-data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
+        f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+        f"scrape_configs:\n  - job_name: vigil\n    static_configs:\n"
+        f"      - targets: [{quoted}]\n")
+    args = [binary, f"--config.file={conf}", f"--storage.tsdb.path={work / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{port}"]
     url = f"http://127.0.0.1:{port}"
-    try:
+    with child(args, work / "prometheus.log"):
         wait_http(f"{url}/-/ready", timeout=60)
         yield url
-    finally:
-        stop(proc)
-        log.close()
 
 
 def prometheus_query(url: str, query: str) -> list[dict]:

@@ -128,7 +128,8 @@ def test_unknown_profile_and_credentials(tmp_path):
 
 
 def test_unknown_site(tmp_path):
-    bad = GOOD.replace("    site: room\n    address: 127.0.0.3", "    site: hall\n    address: 127.0.0.3")
+    bad = GOOD.replace("    site: room\n    address: 127.0.0.3",
+                       "    site: hall\n    address: 127.0.0.3")
     assert "devices[2].site: site 'hall' is not in the inventory (known: room)" in \
         errors_of(write_site(tmp_path, bad))[0]
 
@@ -253,7 +254,24 @@ def test_profile_vocabulary_type_clash(tmp_path):
           - name: my_thing
             oid: 1.3.6.1.4.1.99999.2
         """))
-    errors = errors_of(write_site(tmp_path, GOOD, agent="agent: {id: test}\nprofiles: [profiles]\n"))
+    agent = "agent: {id: test}\nprofiles: [profiles]\n"
+    errors = errors_of(write_site(tmp_path, GOOD, agent=agent))
     assert any("metrics[1].name: 'my_thing' is not in the metric vocabulary: give it a 'help'"
                in e for e in errors), errors
 
+
+
+def test_site_labels_reach_devices(tmp_path):
+    inventory = GOOD.replace("  - {id: room, name: 机房}",
+                             "  - {id: room, name: 机房, labels: {district: east, room: a}}")
+    inventory = inventory.replace("    address: 127.0.0.2\n",
+                                  "    address: 127.0.0.2\n    labels: {room: b}\n")
+    config = load_config(write_site(tmp_path, inventory))
+    assert config.inventory.devices["ups-1"].labels == {"district": "east", "room": "a"}
+    assert config.inventory.devices["sw-1"].labels == {"district": "east", "room": "b"}
+
+
+def test_reserved_label_names_are_refused(tmp_path):
+    bad = GOOD.replace("    address: 127.0.0.2\n",
+                       "    address: 127.0.0.2\n    labels: {site: x}\n")
+    assert "label name 'site' is reserved" in errors_of(write_site(tmp_path, bad))[0]

@@ -57,8 +57,9 @@ class Daemon:
         text = config.read_text()
         self.url = "http://" + re.search(r"listen: (\S+)", text).group(1)
         self.log = config.parent / "vigil.log"
-        self.proc = subprocess.Popen(VIGIL + ["run", "-c", str(config)],
-                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+        self.out = open(self.log, "w")  # noqa: SIM115 - open for the daemon's whole life
+        self.proc = subprocess.Popen([*VIGIL, "run", "-c", str(config)],
+                                     stdout=self.out, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})},
                                      cwd=Path(__file__).resolve().parent.parent)
 
@@ -69,7 +70,7 @@ class Daemon:
     def sample(self, name: str, **labels: str) -> float | None:
         want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         for line in self.metrics().splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
+            if line.startswith((name + "{", name + " ")):
                 got = line[len(name):].split(" ")[0]
                 if all(f'{k}="{v}"' in got for k, v in labels.items()) or not want:
                     return float(line.rsplit(" ", 1)[1])
@@ -93,6 +94,7 @@ class Daemon:
 
     def stop(self) -> int:
         peers.stop(self.proc)
+        self.out.close()
         return self.proc.returncode
 
 
@@ -124,7 +126,8 @@ def test_prometheus_scrapes_the_agent(all_recordings_daemon, tmp_path):
     daemon, recordings = all_recordings_daemon
     with peers.prometheus(tmp_path, [daemon.url.removeprefix("http://")]) as url:
         def scraped():
-            return peers.prometheus_query(url, 'vigil_ups_battery_runtime_seconds{device="deltaups"}')
+            query = 'vigil_ups_battery_runtime_seconds{device="deltaups"}'
+            return peers.prometheus_query(url, query)
         result = daemon.wait_for(scraped, timeout=30, what="Prometheus to scrape the agent")
         assert float(result[0]["value"][1]) == 1320
         assert result[0]["metric"]["site"] == "lab" and result[0]["metric"]["kind"] == "ups"
@@ -230,7 +233,7 @@ def test_readiness_is_notified_to_systemd(recordings_sim, tmp_path):
 def test_refuses_to_start_on_a_bad_config(tmp_path, recordings_sim):
     config = write_config(tmp_path, recordings_sim, ["deltaups"])
     (tmp_path / "inventory.yaml").write_text("devices:\n  - {id: x, kind: ups}\n")
-    run = subprocess.run(VIGIL + ["run", "-c", str(config)], capture_output=True, text=True,
+    run = subprocess.run([*VIGIL, "run", "-c", str(config)], capture_output=True, text=True,
                          timeout=30)
     assert run.returncode == 2
     assert "inventory.yaml:2 devices[0].site: required key is missing" in run.stderr
@@ -239,24 +242,24 @@ def test_refuses_to_start_on_a_bad_config(tmp_path, recordings_sim):
 
 def test_check_command(tmp_path, recordings_sim):
     config = write_config(tmp_path, recordings_sim, ["deltaups", "jetstream"])
-    ok = subprocess.run(VIGIL + ["check", "-c", str(config)], capture_output=True, text=True)
+    ok = subprocess.run([*VIGIL, "check", "-c", str(config)], capture_output=True, text=True)
     assert ok.returncode == 0 and "2 devices in 1 sites" in ok.stdout
     (tmp_path / "inventory.yaml").write_text(
         (tmp_path / "inventory.yaml").read_text().replace("address: 127.0.0.1", "address: 10.0.0",
                                                           1))
-    bad = subprocess.run(VIGIL + ["check", "-c", str(config)], capture_output=True, text=True)
+    bad = subprocess.run([*VIGIL, "check", "-c", str(config)], capture_output=True, text=True)
     assert bad.returncode == 1
     assert "inventory.yaml:4 devices[0].address: '10.0.0' is not a valid IP address" in bad.stderr
 
 
 def test_poll_command_prints_a_table(tmp_path, recordings_sim):
     config = write_config(tmp_path, recordings_sim, ["deltaups"])
-    run = subprocess.run(VIGIL + ["poll", "-c", str(config), "deltaups"], capture_output=True,
+    run = subprocess.run([*VIGIL, "poll", "-c", str(config), "deltaups"], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "up: yes" in run.stdout
     assert re.search(r"ups_battery_runtime_seconds\s+-\s+1320", run.stdout)
     assert re.search(r"ups_battery_status\s+-\s+2 \(normal\)", run.stdout)
-    missing = subprocess.run(VIGIL + ["poll", "-c", str(config), "nope"], capture_output=True,
+    missing = subprocess.run([*VIGIL, "poll", "-c", str(config), "nope"], capture_output=True,
                              text=True)
     assert missing.returncode == 2 and "no device 'nope'" in missing.stderr

@@ -56,7 +56,7 @@ def v3(user="vigil", auth="SHA256", auth_pw="authsecret-256", priv="AES",
 @pytest.mark.parametrize("auth", [v3(), v3("legacy", "SHA", "authsecret-sha")],
                          ids=["sha256-aes", "sha1-aes"])
 def test_v3_authpriv_against_snmpd(snmpd_port, profiles, engine, auth):
-    result = poll(snmpd_port, auth, profiles, engine=engine, timeout=2)
+    result = poll(snmpd_port, auth, profiles, engine=engine, timeout=2, retries=1)
     assert result.up, result.detail
     assert value(result, "device_uptime_seconds") > 0
     assert any(r.metric == "interface_oper_status" and r.labels["interface"] == "lo"

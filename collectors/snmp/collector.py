@@ -16,7 +16,7 @@ from collectors.reading import PollResult, Reading
 from collectors.snmp.detect import SYS_OBJECT_ID, Detection, detect
 from collectors.snmp.engine import Engine, PduError, SnmpError, Target
 from collectors.snmp.fetch import Fetcher, FetchLimits
-from collectors.snmp.profile import ProfileSet
+from collectors.snmp.profile import PollPlan, ProfileSet
 from collectors.snmp.translate import Translator
 
 log = logging.getLogger("vigil.snmp")
@@ -90,8 +90,7 @@ class SnmpCollector:
         result.profile = profile
         await fetcher.scalars([oid for oid in plan.scalars if oid not in fetcher.out.scalars])
         await fetcher.columns(plan.columns)
-        empty = [c for c in plan.columns if not fetcher.out.columns.get(c)]
-        fallbacks = [alt for c in empty for alt in plan.fallback_columns.get(c, [])]
+        fallbacks = _fallbacks_needed(plan, fetcher.out.columns)
         if fallbacks:
             await fetcher.columns(fallbacks)
         self._check_identity(job, fetcher, result)
@@ -116,3 +115,23 @@ class SnmpCollector:
                     f"sysObjectID changed from {detection.sys_object_id or 'none'} to {now}: "
                     f"profile will be detected again at the next poll")
                 self.forget(job.device)
+
+
+def _fallbacks_needed(plan: PollPlan, columns: dict[str, dict[str, object]]) -> list[str]:
+    """Alternative columns to walk: for a first-choice column (ifName, ifHCInOctets) that lacks
+    rows its sibling columns have, walk the alternatives (ifDescr, ifInOctets) too."""
+    needed: list[str] = []
+    for group in plan.row_groups:
+        rows: set[str] = set()
+        for column in group:
+            rows.update(columns.get(column, {}))
+        for column in group:
+            alternatives = plan.fallback_columns.get(column)
+            if alternatives and not rows.issubset(_filled(columns.get(column, {}))):
+                needed.extend(a for a in alternatives if a not in columns and a not in needed)
+    return needed
+
+
+def _filled(column: dict[str, tuple[str, object]]) -> set[str]:
+    """Rows with a value: an empty string (an ifName of '') counts as missing."""
+    return {index for index, (_code, raw) in column.items() if raw not in (b"", None)}

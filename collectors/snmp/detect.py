@@ -70,7 +70,7 @@ async def _probe(fetcher: Fetcher, profiles: ProfileSet) -> tuple[int, str, str]
     step = fetcher.limits.max_oids_per_request
     for start in range(0, len(wanted), step):
         chunk = wanted[start:start + step]
-        for asked, (oid, code, _raw) in zip(chunk, await fetcher.get_next(chunk)):
+        for asked, (oid, code, _raw) in zip(chunk, await fetcher.get_next(chunk), strict=False):
             if code not in EXCEPTIONS and (oid == asked or oid.startswith(asked + ".")):
                 present.add(asked)
     best: tuple[int, str, str] | None = None

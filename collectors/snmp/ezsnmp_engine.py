@@ -4,18 +4,43 @@ net-snmp encodes and decodes in C, so a poll costs about a quarter of pysnmp's C
 block, so they run on a small thread pool (the GIL is released while net-snmp waits on the
 socket). Values come back as net-snmp's printed text; this module turns them into the same
 plain values as the pysnmp engine, and maps net-snmp's errors onto the same reasons.
+
+SNMPv3 devices are handed to the pysnmp engine even here: net-snmp keeps its USM state
+(engine ids, boots and time) process-wide, and ezsnmp's v3 sessions then time out when other
+sessions exist in the process (seen on loopback against net-snmp's own snmpd: after one v2c
+session was opened, every later v3 session timed out; a first v3 session failed at random).
+pysnmp's v3 is correct in every such case, so v3 stays correct and only v1/v2c is fast.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from collectors.snmp.engine import (
-    COUNTER32, COUNTER64, END_OF_MIB, GAUGE, INTEGER, IPADDRESS, NO_SUCH_INSTANCE, NO_SUCH_OBJECT,
-    NULL, OCTETS, OID, OPAQUE, TIMETICKS, NO_SUCH_NAME, PduError, SnmpError, Target, VarBind,
+    COUNTER32,
+    COUNTER64,
+    END_OF_MIB,
+    GAUGE,
+    INTEGER,
+    IPADDRESS,
+    NO_SUCH_INSTANCE,
+    NO_SUCH_NAME,
+    NO_SUCH_OBJECT,
+    NULL,
+    OCTETS,
+    OID,
+    OPAQUE,
+    TIMETICKS,
+    PduError,
+    Session,
+    SnmpError,
+    Target,
+    VarBind,
 )
+from collectors.snmp.pysnmp_engine import PysnmpEngine
 
 _AUTH = {"MD5": "MD5", "SHA": "SHA", "SHA224": "SHA-224", "SHA256": "SHA-256",
          "SHA384": "SHA-384", "SHA512": "SHA-512"}
@@ -134,7 +159,7 @@ class EzsnmpSession:
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(self.engine.pool, call)
-        except Exception as exc:  # every ezsnmp failure is mapped, none escapes unnamed
+        except Exception as exc:  # noqa: BLE001 - every ezsnmp failure is mapped to a reason
             raise _map_error(exc, self.target) from None
         return [_convert(r) for r in results]
 
@@ -163,9 +188,13 @@ class EzsnmpEngine:
             raise RuntimeError("snmp.engine is 'ezsnmp' but ezsnmp is not installed: "
                                "pip install 'vigil[fast]'") from None
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ezsnmp")
+        self.v3 = PysnmpEngine()
 
-    async def open(self, target: Target) -> EzsnmpSession:
+    async def open(self, target: Target) -> Session:
+        if target.auth.version == "3":
+            return await self.v3.open(target)
         return EzsnmpSession(self, target)
 
     async def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        await self.v3.close()

@@ -171,7 +171,7 @@ class Fetcher:
                     continue
                 raise
             self.out.varbinds += len(varbinds)
-            for slot, varbind in zip(pending, varbinds):
+            for slot, varbind in zip(pending, varbinds, strict=False):
                 out[slot] = varbind
             break
         return [vb if vb is not None else (oids[i], END_OF_MIB, None) for i, vb in enumerate(out)]

@@ -294,10 +294,11 @@ def _compile_metric(metric: MetricDef, profile: str) -> CompiledMetric:
         pattern=re.compile(metric.regex) if metric.regex else None,
         invalid=frozenset(metric.invalid), constant_labels=constants,
         label_key=repr((metric.indexes, metric.lookups, sorted(constants.items()))),
-        divisor=_divisor(metric.scale))
+        divisor=divisor_of(metric.scale))
 
 
-def _divisor(scale: float) -> float:
+def divisor_of(scale: float) -> float:
+    """10 for a scale of 0.1 (and so on), else 0: dividing keeps decimal values exact."""
     if 0 < scale < 1:
         inverse = 1 / scale
         if abs(inverse - round(inverse)) < 1e-9:
@@ -312,7 +313,8 @@ class PollPlan:
     profile: str
     scalars: list[str]  # base OIDs; fetched as oid.0 with a fallback to the bare OID
     columns: list[str]  # column OIDs walked
-    fallback_columns: dict[str, list[str]]  # column -> alternatives walked only if it is empty
+    fallback_columns: dict[str, list[str]]  # column -> alternatives, walked for missing rows
+    row_groups: list[tuple[str, ...]]  # first-choice columns read together for one metric
     metrics: list[CompiledMetric]
 
 
@@ -381,12 +383,18 @@ def load_profiles(extra_dirs: list[Path] = ()) -> ProfileSet:
             profiles[model.name] = Profile(model.name, file, doc, model)
     catalogue: dict[str, MetricSpec] = {}
     owner: dict[str, str] = {}
+    helps = {name: entry.help for name, entry in vocabulary.items()}
+    for profile in profiles.values():  # a help text given once serves every profile
+        for metric in profile.model.metrics:
+            for name in _expanded_names(metric).values():
+                if metric.help:
+                    helps.setdefault(name, metric.help)
     for profile in profiles.values():
         errors.extend(_check_includes(profile, profiles))
         for i, metric in enumerate(profile.model.metrics):
             for name in _expanded_names(metric).values():
-                errors.extend(_catalogue_add(catalogue, owner, vocabulary, profile, i, metric,
-                                             name))
+                errors.extend(_catalogue_add(catalogue, owner, vocabulary, helps, profile, i,
+                                             metric, name))
     if not errors:
         for profile in profiles.values():
             profile.plan = _compile(profile, profiles)
@@ -407,14 +415,15 @@ def _expanded_names(metric: MetricDef) -> dict[str, str]:
 
 
 def _catalogue_add(catalogue: dict[str, MetricSpec], owner: dict[str, str],
-                   vocabulary: dict[str, VocabularyEntry], profile: Profile, index: int,
-                   metric: MetricDef, name: str) -> list[ConfigError]:
+                   vocabulary: dict[str, VocabularyEntry], helps: dict[str, str],
+                   profile: Profile, index: int, metric: MetricDef,
+                   name: str) -> list[ConfigError]:
     where = ("metrics", index, "name")
     known = vocabulary.get(name)
     if known is not None and known.type != metric.type:
         return [profile.doc.error(where, f"'{name}' is a {known.type} in the metric vocabulary "
                                          f"(collectors/snmp/metrics.yaml), not a {metric.type}")]
-    help_text = metric.help or (known.help if known else None)
+    help_text = helps.get(name)
     if help_text is None:
         return [profile.doc.error(where, f"'{name}' is not in the metric vocabulary: give it "
                                          f"a 'help' text")]
@@ -439,13 +448,13 @@ def _check_includes(profile: Profile, profiles: dict[str, Profile]) -> list[Conf
     def visit(name: str, chain: list[str]) -> None:
         if name in chain:
             errors.append(profile.doc.error(("include",), "include cycle: "
-                                                          + " -> ".join(chain + [name])))
+                                                          + " -> ".join([*chain, name])))
             return
         if name in seen or name not in profiles:
             return
         seen.add(name)
         for sub in profiles[name].model.include:
-            visit(sub, chain + [name])
+            visit(sub, [*chain, name])
 
     visit(profile.name, [])
     return errors
@@ -472,6 +481,7 @@ def _compile(profile: Profile, profiles: dict[str, Profile]) -> PollPlan:
     scalars: list[str] = []
     columns: list[str] = []
     fallbacks: dict[str, list[str]] = {}
+    groups: list[tuple[str, ...]] = []
     metrics: list[CompiledMetric] = []
 
     def want_scalar(oid: str) -> None:
@@ -504,5 +514,9 @@ def _compile(profile: Profile, profiles: dict[str, Profile]) -> PollPlan:
                     want_column(lookup.oid)
                 for factor in metric.factors:
                     want_column([Source(oid=factor.oid)])
+                group = tuple(dict.fromkeys([metric.oid[0].oid if metric.oid else ""]
+                                            + [lk.oid[0].oid for lk in metric.lookups]))
+                if group not in groups:
+                    groups.append(group)
             metrics.append(_compile_metric(metric, part.name))
-    return PollPlan(profile.name, scalars, columns, fallbacks, metrics)
+    return PollPlan(profile.name, scalars, columns, fallbacks, groups, metrics)

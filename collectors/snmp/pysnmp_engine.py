@@ -22,8 +22,24 @@ from pysnmp.hlapi.v3arch import asyncio as v3
 from pysnmp.proto import api, errind, rfc1902, rfc1905
 
 from collectors.snmp.engine import (
-    COUNTER32, COUNTER64, END_OF_MIB, ERROR_STATUS_NAMES, GAUGE, INTEGER, IPADDRESS, NO_SUCH_INSTANCE,
-    NO_SUCH_OBJECT, NULL, NUMERIC, OCTETS, OID, OPAQUE, TIMETICKS, PduError, SnmpError, Target,
+    COUNTER32,
+    COUNTER64,
+    END_OF_MIB,
+    ERROR_STATUS_NAMES,
+    GAUGE,
+    INTEGER,
+    IPADDRESS,
+    NO_SUCH_INSTANCE,
+    NO_SUCH_OBJECT,
+    NULL,
+    NUMERIC,
+    OCTETS,
+    OID,
+    OPAQUE,
+    TIMETICKS,
+    PduError,
+    SnmpError,
+    Target,
     VarBind,
 )
 
@@ -126,7 +142,8 @@ class CommunitySession:
         self.proto.apiBulkPDU.set_max_repetitions(pdu, max_repetitions)
         return await self._request(pdu, oids, defaults_set=True)
 
-    async def _request(self, pdu: Any, oids: list[str], defaults_set: bool = False) -> list[VarBind]:
+    async def _request(self, pdu: Any, oids: list[str],
+                       defaults_set: bool = False) -> list[VarBind]:
         p = self.proto
         if not defaults_set:
             p.apiPDU.set_defaults(pdu)
@@ -274,7 +291,7 @@ class PysnmpEngine:
         try:
             transport = await transport_class.create(
                 (target.address, target.port), timeout=target.timeout, retries=target.retries)
-        except Exception as exc:  # pysnmp wraps resolver errors in its own types
+        except Exception as exc:  # noqa: BLE001 - pysnmp wraps resolver errors in its own types
             raise SnmpError("unreachable", f"cannot resolve '{target.address}': {exc}") from None
         return UsmSession(self._v3_engine, target, transport)
 

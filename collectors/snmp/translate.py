@@ -15,7 +15,14 @@ from collectors.reading import Reading
 from collectors.snmp import values
 from collectors.snmp.engine import EXCEPTIONS, NUMERIC
 from collectors.snmp.fetch import Fetched, Value
-from collectors.snmp.profile import CompiledMetric, Index, InfoLabel, Lookup, PollPlan
+from collectors.snmp.profile import (
+    CompiledMetric,
+    Index,
+    InfoLabel,
+    Lookup,
+    PollPlan,
+    divisor_of,
+)
 
 MAX_PROBLEMS = 50
 """Problems kept per poll; a badly broken device should not flood the log or the state."""
@@ -90,7 +97,7 @@ class Translator:
     # -- values ---------------------------------------------------------------------------
 
     def _value(self, metric: CompiledMetric, where: str, value: Value, scale: float,
-               factor: float = 1.0) -> tuple[float, str | None] | None:
+               factor: tuple[float, float] = (1.0, 1.0)) -> tuple[float, str | None] | None:
         d = metric.definition
         code, raw = value
         if code in EXCEPTIONS:
@@ -111,7 +118,7 @@ class Translator:
             mapped = d.map.get(key, d.map.get("default"))
             if mapped is not None:
                 number = mapped
-        number = number * scale * factor
+        number = number * scale * factor[0] / factor[1]
         number = number / metric.divisor if metric.divisor else number * d.scale
         return number + d.offset, text
 
@@ -188,8 +195,10 @@ class Translator:
         self._row_labels[key] = out
         return out
 
-    def _factor(self, metric: CompiledMetric, index: str) -> float | None:
-        factor = 1.0
+    def _factor(self, metric: CompiledMetric, index: str) -> tuple[float, float] | None:
+        """(multiplier, divisor) from the row's factor columns; dividing by 10 rather than
+        multiplying by 0.1 keeps 533 at precision 1 reading 53.3, not 53.300000000000004."""
+        multiplier, divisor = 1.0, 1.0
         for f in metric.definition.factors:
             value = self.fetched.columns.get(f.oid, {}).get(index)
             if value is None or value[0] not in NUMERIC:
@@ -197,18 +206,25 @@ class Translator:
                 return None
             raw = value[1]
             if f.power10:
-                exponent = f.power10 * raw  # divide for negative powers: 1234 / 100, not * 0.01
-                factor = factor * 10.0 ** exponent if exponent >= 0 else factor / 10.0 ** -exponent
+                exponent = f.power10 * raw
+                if exponent >= 0:
+                    multiplier *= 10.0 ** exponent
+                else:
+                    divisor *= 10.0 ** -exponent
             elif f.map is not None:
-                multiplier = f.map.get(raw, f.map.get("default"))
-                if multiplier is None:
+                factor = f.map.get(raw, f.map.get("default"))
+                if factor is None:
                     self.problem(f"{metric.definition.name}: factor {f.oid}.{index} value {raw} "
                                  f"not in its map")
                     return None
-                factor *= multiplier
+                inverse = divisor_of(factor)
+                if inverse:
+                    divisor *= inverse
+                else:
+                    multiplier *= factor
             else:
-                factor *= raw
-        return factor
+                multiplier *= raw
+        return multiplier, divisor
 
     # -- info -----------------------------------------------------------------------------
 
@@ -232,14 +248,15 @@ class Translator:
             if value is None:
                 continue
             text = values.text(*value)
-            if text is None:
-                continue
+            if not text:
+                continue  # absent or empty: try the next source
             if spec.regex:
                 match = re.search(spec.regex, text)  # re caches the compiled pattern
                 if not match:
                     continue
                 text = match.group(1) if match.groups() else match.group(0)
-            return text.strip()
+            if text.strip():
+                return text.strip()
         return None
 
 
@@ -251,5 +268,7 @@ def _lookup(lookup: Lookup, columns: dict[str, dict[str, Value]], index: str) ->
         code, raw = value
         if lookup.enum is not None and code in NUMERIC:
             return lookup.enum.get(raw, str(raw))
-        return values.text(code, raw, lookup.format) or ""
+        text = values.text(code, raw, lookup.format)
+        if text:
+            return text  # an empty string falls through to the next source
     return ""
