@@ -1,0 +1,88 @@
+"""Scheduling as the daemon does it, in-process: spread, concurrency limit, dead devices."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from agent.config import load_config
+from agent.daemon import Agent
+from tests import peers
+from tests.test_daemon import write_config
+
+
+def silent_ports(count: int) -> list[socket.socket]:
+    """UDP sockets that receive and never answer: devices that are dead but not refusing."""
+    out = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        out.append(sock)
+    return out
+
+
+def dead_devices(sockets: list[socket.socket]) -> str:
+    return "".join(
+        f"  - {{id: dead-{i}, kind: ptz_camera, site: lab, address: 127.0.0.1, "
+        f"port: {s.getsockname()[1]}, credentials: deltaups, profile: generic, "
+        f"snmp: {{timeout: 5s, retries: 3}}}}\n" for i, s in enumerate(sockets))
+
+
+def test_first_polls_are_spread_over_the_interval(recordings_sim, tmp_path):
+    recordings = sorted(p.stem for p in peers.recordings().glob("*.snmprec"))
+    config = load_config(write_config(tmp_path, recordings_sim, recordings, interval="60s"))
+
+    async def run():
+        agent = Agent(config)
+        await agent.start()
+        try:
+            return time.time(), agent.scheduler.next_runs()
+        finally:
+            await agent.stop()
+
+    now, runs = asyncio.run(run())
+    assert len(runs) == len(recordings)
+    offsets = sorted(t - now for t in runs.values())
+    assert all(-1 < o <= 60 for o in offsets)
+    assert offsets[-1] - offsets[0] > 30  # spread, not a burst
+    assert len({round(o, 3) for o in offsets}) == len(offsets)
+
+
+def test_dead_devices_hold_slots_only_until_their_deadline(recordings_sim, tmp_path):
+    """Six dead devices and two live ones, two polls at a time, 2 s interval: the dead ones
+    are cut at their 1.8 s deadline, the live ones keep being polled, and never more than
+    two polls run at once."""
+    sockets = silent_ports(6)
+    path = write_config(tmp_path, recordings_sim, ["deltaups", "jetstream"], interval="2s",
+                        extra_devices=dead_devices(sockets))
+    text = path.read_text().replace("schedule: {default_interval: 2s}",
+                                    "schedule: {default_interval: 2s, max_concurrent_polls: 2}")
+    path.write_text(text)
+    config = load_config(path)
+
+    async def run():
+        agent = Agent(config)
+        await agent.start()
+        peak = 0
+        try:
+            deadline = time.time() + 9
+            while time.time() < deadline:
+                peak = max(peak, agent.registry.get_sample_value("vigil_polls_in_flight"))
+                await asyncio.sleep(0.02)
+            return agent, peak
+        finally:
+            await agent.stop()
+
+    agent, peak = asyncio.run(run())
+    for sock in sockets:
+        sock.close()
+    assert peak == 2
+    state = agent.state.devices
+    assert state["deltaups"].up and state["jetstream"].up
+    for i in range(6):
+        last = state[f"dead-{i}"].last
+        assert last is not None and last.reason == "timeout"
+        assert "deadline of 1.8s" in last.detail and last.duration < 2.0
+    # the live devices were polled again and again despite the queue of dead ones
+    assert agent.registry.get_sample_value("vigil_polls_total", {"kind": "ups"}) >= 2
