@@ -17,7 +17,7 @@ from pydantic_core import PydanticUndefined
 from agent.credentials import CommunityCredential, CredentialsFile, UsmCredential
 from agent.inventory import Device, InventoryFile
 from agent.settings import Settings
-from collectors.snmp.profile import ProfileFile, load_vocabulary
+from collectors.snmp.profile import ProfileFile, load_profiles, load_vocabulary
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -139,6 +139,21 @@ def metrics_reference() -> str:
              "",
              "## Device metrics (from profiles)\n",
              "| metric | type | meaning |", "|---|---|---|"]
-    for name, entry in load_vocabulary().items():
+    vocabulary = load_vocabulary()
+    for name, entry in vocabulary.items():
         lines.append(f"| `vigil_{name}` | {entry.type} | {entry.help} |")
+    profiles = load_profiles()
+    owners: dict[str, set[str]] = {}
+    for profile in profiles.profiles.values():
+        for metric in profiles.plan(profile.name).metrics:
+            if metric.profile == profile.name:
+                for name in metric.names.values():
+                    owners.setdefault(name, set()).add(profile.name)
+    lines += ["", "## Metrics defined by vendor profiles\n",
+              "Not in the shared vocabulary: the profiles that read them give their meaning.\n",
+              "| metric | type | profiles | meaning |", "|---|---|---|---|"]
+    for name, spec in sorted(profiles.catalogue.items()):
+        if name not in vocabulary:
+            where = ", ".join(sorted(owners.get(name, ())))
+            lines.append(f"| `vigil_{name}` | {spec.type} | {where} | {spec.help} |")
     return "\n".join(lines) + "\n"
