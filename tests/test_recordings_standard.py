@@ -42,3 +42,13 @@ def test_snmp_v1_walks_with_getnext(recording_poller):
     assert result.up, result.detail
     assert value(result, "ups_battery_runtime_seconds") == 1320
     assert len(values(result, "interface_oper_status")) == 5
+
+
+def test_eaton_table_rows_with_an_extra_trailing_zero(recording_poller):
+    # MGE/Eaton writes UPS-MIB rows as ...33.1.4.4.1.5.1.0 (index '1.0'): read as line 1,
+    # the Gauge32 type (the MIB says INTEGER) read as a number, nothing reported as a problem
+    result = recording_poller.poll("eaton-mgeups", profile="ups-mib")
+    assert result.up, result.detail
+    assert value(result, "ups_output_load_ratio", line="1") == 0.08
+    assert value(result, "ups_input_volts", line="1") == 2353
+    assert result.problems == []
