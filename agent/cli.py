@@ -106,8 +106,9 @@ def check(config_path: Path) -> None:
     v2 = sorted({d.credentials or "" for d in inventory.devices.values()
                  if config.credentials[d.credentials or ""].version != "3"})
     if v2:
-        click.echo(f"  note: credentials {', '.join(v2)} use SNMP v1/v2c (community in clear "
-                   f"text); prefer v3 authPriv with SHA-2 and AES where devices support it")
+        names = ", ".join(v2[:5]) + (f" and {len(v2) - 5} more" if len(v2) > 5 else "")
+        click.echo(f"  note: credentials {names} use SNMP v1/v2c (community in clear text); "
+                   f"prefer v3 authPriv with SHA-2 and AES where devices support it")
 
 
 def _width(text: str) -> int:
@@ -244,6 +245,47 @@ def docs(what: str) -> None:
     from agent.reference import config_reference, metrics_reference
 
     click.echo(config_reference() if what == "config" else metrics_reference(), nl=False)
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(".demo"), show_default=True,
+              help="Where the generated devices, logs and Prometheus' data go (regenerated "
+                   "at each start).")
+@click.option("--listen", metavar="HOST:PORT",
+              help="The agent's HTTP address. Default: config/demo/agent.yaml's "
+                   "(127.0.0.1:9830).")
+@click.option("--prometheus-port", type=click.IntRange(1, 65535), default=9090,
+              show_default=True, help="Prometheus listens on 127.0.0.1:PORT.")
+@click.option("--no-prometheus", is_flag=True, help="Run only the devices and the agent.")
+@click.option("--timeline-scale", type=click.FloatRange(0.05, 100), default=1.0,
+              show_default=True,
+              help="Multiply the times of the scripted events: 0.25 plays the 8-minute "
+                   "timeline in 2 minutes.")
+@click.option("--duration", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Stop by itself after SECONDS (counted from the start).")
+@click.option("--config-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The demo configuration (agent.yaml, inventory.yaml, credentials.yaml). "
+                   "Default: the repository's config/demo.")
+def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus: bool,
+         timeline_scale: float, duration: float | None, config_dir: Path | None) -> None:
+    """Run the demo district: ~220 simulated devices, the agent, and Prometheus.
+
+    Generates the district of config/demo (8 community sites and the branch machine room:
+    152 PTZ and 20 fixed cameras, NVRs, PoE switches, a core switch, UPS units, SPD and
+    environment monitors), serves every device from snmpsim on its own loopback address,
+    runs the agent (`vigil run`) polling them every 15 s and Prometheus (Debian package
+    `prometheus`) scraping the agent, and prints the URLs to open. Scripted events make it
+    change: a UPS goes on battery and back, a camera and a street cabinet drop off the
+    network, lightning trips an SPD. Ctrl-C stops everything and leaves no process behind.
+    """
+    from agent.demo.run import DEFAULT_CONFIG_DIR, DemoOptions
+    from agent.demo.run import run as run_demo
+
+    sys.exit(run_demo(DemoOptions(
+        workdir=workdir, config_dir=config_dir or DEFAULT_CONFIG_DIR, listen=listen,
+        prometheus=not no_prometheus, prometheus_port=prometheus_port, duration=duration,
+        scale=timeline_scale)))
 
 
 if __name__ == "__main__":

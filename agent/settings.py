@@ -111,7 +111,6 @@ class Settings(Strict):
         default_factory=list,
         description="Extra directories of device profiles (`*.yaml`). The built-in profiles "
                     "are always loaded; a profile here with the same name replaces a built-in.")
-    state_dir: str = Field("/var/lib/vigil", description="Directory for the agent's own data.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level.")
     snmp: Snmp = Field(default_factory=Snmp, description="SNMP engine and default tuning.")

@@ -47,7 +47,7 @@ def write_config(work: Path, sim_port: int, recordings: list[str], interval: str
     port = peers.free_port(socket.SOCK_STREAM)
     (work / "agent.yaml").write_text(
         f"agent: {{id: test}}\nlisten: 127.0.0.1:{port}\n"
-        f"schedule: {{default_interval: {interval}}}\nsnmp: {{timeout: 1s, retries: 0}}\n")
+        f"schedule: {{default_interval: {interval}}}\nsnmp: {{timeout: 1s, retries: 1}}\n")
     return work / "agent.yaml"
 
 
@@ -102,7 +102,7 @@ class Daemon:
 def all_recordings_daemon(recordings_sim, tmp_path_factory):
     work = tmp_path_factory.mktemp("daemon")
     recordings = sorted(p.stem for p in peers.recordings().glob("*.snmprec"))
-    daemon = Daemon(write_config(work, recordings_sim, recordings))
+    daemon = Daemon(write_config(work, recordings_sim, recordings, interval="4s"))
     try:
         peers.wait_http(daemon.url + "/-/ready")
         daemon.wait_for(lambda: daemon.metrics().count("\nvigil_device_up{") == len(recordings),

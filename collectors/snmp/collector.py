@@ -127,7 +127,8 @@ def _fallbacks_needed(plan: PollPlan, columns: dict[str, dict[str, object]]) -> 
             rows.update(columns.get(column, {}))
         for column in group:
             alternatives = plan.fallback_columns.get(column)
-            if alternatives and not rows.issubset(_filled(columns.get(column, {}))):
+            filled = _filled(columns.get(column, {}))
+            if alternatives and (not filled or not rows.issubset(filled)):
                 needed.extend(a for a in alternatives if a not in columns and a not in needed)
     return needed
 

@@ -118,9 +118,13 @@ class Translator:
             mapped = d.map.get(key, d.map.get("default"))
             if mapped is not None:
                 number = mapped
-        number = number * scale * factor[0] / factor[1]
-        number = number / metric.divisor if metric.divisor else number * d.scale
-        return number + d.offset, text
+        multiplier, divisor = factor
+        if metric.divisor:
+            divisor *= metric.divisor
+        else:
+            multiplier *= d.scale
+        # one division at the end: 552 / 1000 reads 0.552, not 552 / 10 / 100 = 0.5519999...
+        return number * scale * multiplier / divisor + d.offset, text
 
     def _scalar(self, metric: CompiledMetric) -> None:
         scalars = self.fetched.scalars

@@ -1,0 +1,495 @@
+"""`vigil demo`: the demo district, from nothing to a running agent and Prometheus.
+
+1. Sets VIGIL_DEMO_COMMUNITY (the community of config/demo/credentials.yaml) if unset.
+2. Writes `<workdir>/agent.yaml` (config/demo/agent.yaml with absolute paths back to the
+   inventory and credentials, `--listen` applied) and checks the whole configuration.
+3. Generates the simulated devices into `<workdir>/data` (agent/demo/generate.py).
+4. Starts snmpsim (one process, one endpoint per device; agent/demo/responder.py) and waits
+   until it answers; then the agent (`vigil run`) and waits for /-/ready; then Prometheus
+   (the Debian binary) scraping the agent every 15 s, and waits for it.
+5. Prints what runs, the URLs to open and the timeline; announces each event as it happens.
+6. On Ctrl-C / SIGTERM (or after --duration) stops every child by PID: SIGTERM, SIGKILL after
+   a grace period. A child that dies early is reported (with the end of its log) and
+   everything stops. Children run in their own sessions and get SIGTERM from the kernel
+   should this process die without cleaning up (PR_SET_PDEATHSIG).
+
+Everything the demo writes is in the work directory: data, snmpsim index cache, logs
+(snmpsim.log, agent.log, prometheus.log), Prometheus' storage, and demo.json (the PIDs, URLs
+and timeline, for scripts and tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from agent.config import load_config
+from agent.demo.generate import DemoError, Generated, check_addresses, generate
+from agent.demo.scenario import describe
+from agent.yamlfile import ConfigError, ConfigErrors
+
+REPO = Path(__file__).resolve().parent.parent.parent
+DEFAULT_CONFIG_DIR = REPO / "config" / "demo"
+COMMUNITY_ENV = "VIGIL_DEMO_COMMUNITY"
+DEFAULT_COMMUNITY = "vigil-demo"
+GRACE = 10.0
+PROMETHEUS_PATHS = ("/usr/bin/prometheus", "/usr/local/bin/prometheus")
+
+QUERIES = [
+    ("devices up per site", "sum by (site) (vigil_device_up)", 0),
+    ("devices down now", "vigil_device_up == 0", 1),
+    ("why they are down", "vigil_device_down_reason == 1", 1),
+    ("UPS on battery", "vigil_ups_on_battery", 0),
+    ("UPS battery charge", "vigil_ups_battery_charge_ratio", 0),
+    ("core switch traffic, bit/s",
+     'sum by (interface) (rate(vigil_interface_received_bytes_total{device="sw-core"}[1m])) * 8',
+     0),
+    ("tripped SPDs", 'vigil_contact_alarm{contact=~"SPD[0-9]+( .*)?"} == 1', 1),
+    ("lightning strikes counted (1 h)",
+     'increase(vigil_input_pulses_total{input=~"SPD[0-9]+-CNT( .*)?"}[1h]) > 0', 1),
+    ("PoE budget used", "vigil_poe_consumption_watts / vigil_poe_budget_watts", 0),
+]
+
+
+@dataclass
+class DemoOptions:
+    workdir: Path = Path(".demo")
+    config_dir: Path = DEFAULT_CONFIG_DIR
+    listen: str | None = None
+    prometheus: bool = True
+    prometheus_port: int = 9090
+    duration: float | None = None
+    scale: float = 1.0
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+
+@dataclass
+class Demo:
+    options: DemoOptions
+    workdir: Path
+    children: list[Child] = field(default_factory=list)
+    stop_requested: str | None = None
+    tty: bool = False
+    shown: dict[str, int] = field(default_factory=dict)
+
+    # -- output -----------------------------------------------------------------------------
+    def say(self, text: str = "") -> None:
+        print(text, flush=True)
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        """A counter updated in place on a terminal; one line at the end otherwise."""
+        if self.shown.get(label) == done or self.shown.get(label, -1) >= total:
+            return
+        self.shown[label] = done
+        if self.tty:
+            end = "\n" if done >= total else ""
+            print(f"\r  {label}: {done}/{total}", end=end, flush=True)
+        elif done >= total:
+            print(f"  {label}: {done}/{total}", flush=True)
+
+    # -- children ---------------------------------------------------------------------------
+    def start(self, name: str, args: list[str], log: Path, env: dict[str, str]) -> Child:
+        with open(log, "ab") as handle:   # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=handle,
+                                    stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
+                                    preexec_fn=_child_setup(os.getpid()))
+        child = Child(name, proc, log)
+        self.children.append(child)
+        return child
+
+    def dead(self) -> Child | None:
+        return next((c for c in self.children if c.proc.poll() is not None), None)
+
+    def stop_all(self) -> None:
+        """SIGTERM every child (last started first), SIGKILL what is left after the grace."""
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                try:
+                    child.proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + GRACE
+        for child in reversed(self.children):
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"  {child.name} (pid {child.proc.pid}) did not stop within "
+                         f"{GRACE:g}s: killing it")
+                child.proc.kill()
+                child.proc.wait()
+
+    def report_death(self, child: Child) -> None:
+        self.say(f"\n{child.name} (pid {child.proc.pid}) exited with status "
+                 f"{child.proc.returncode}. The end of {child.log}:")
+        for line in _tail(child.log, 15):
+            self.say(f"    {line}")
+
+    # -- waiting ----------------------------------------------------------------------------
+    def wait_for(self, what: str, check, child: Child, timeout: float,
+                 progress=None) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            if child.proc.poll() is not None:
+                self.report_death(child)
+                raise DemoError(f"{child.name} did not start")
+            if progress:
+                progress()
+            if check():
+                return
+            if time.monotonic() > deadline:
+                raise DemoError(f"{what} did not come up within {timeout:g}s (see {child.log})")
+            time.sleep(0.25)
+
+
+def _child_setup(parent: int):
+    """Runs in the child before exec: own session (Ctrl-C in the terminal reaches only the
+    demo, which stops the children in order), and SIGTERM when the demo process dies."""
+    def setup() -> None:
+        os.setsid()
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:          # the demo died before prctl took effect
+            os._exit(1)
+    return setup
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ["(no log)"]
+    return [line for line in text.splitlines() if line.strip()][-lines:] or ["(empty)"]
+
+
+def _port_free(host: str, port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (OSError, ValueError, http.client.HTTPException):   # not up yet
+        return False
+
+
+def _snmp_answers(address: str, port: int, community: str) -> bool:
+    """One SNMPv2c GET of sysObjectID; True on any response."""
+    from pyasn1.codec.ber import encoder
+    from pysnmp.proto import api
+
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    pdu = p.GetRequestPDU()
+    p.apiPDU.set_defaults(pdu)
+    p.apiPDU.set_varbinds(pdu, [("1.3.6.1.2.1.1.2.0", p.null)])
+    msg = p.Message()
+    p.apiMessage.set_defaults(msg)
+    p.apiMessage.set_community(msg, community)
+    p.apiMessage.set_pdu(msg, pdu)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.sendto(encoder.encode(msg), (address, port))
+            sock.recvfrom(65535)
+            return True
+        except OSError:
+            return False
+
+
+def _graph_url(base: str, expr: str, tab: int) -> str:
+    query = urllib.parse.urlencode({"g0.expr": expr, "g0.tab": tab, "g0.range_input": "15m"})
+    return f"{base}/graph?{query}"
+
+
+def find_prometheus() -> str | None:
+    return shutil.which("prometheus") or next(
+        (p for p in PROMETHEUS_PATHS if os.access(p, os.X_OK)), None)
+
+
+def _agent_yaml(options: DemoOptions, workdir: Path) -> tuple[Path, str]:
+    """The agent.yaml in the work directory: config/demo's, paths made absolute."""
+    source = options.config_dir / "agent.yaml"
+    if not source.exists():
+        raise DemoError(f"no demo configuration at {source}: run vigil demo from a Vigil "
+                        f"source checkout, or give --config-dir")
+    try:
+        settings = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DemoError(f"cannot read {source}: {exc}") from None
+    base = options.config_dir.resolve()
+
+    def absolute(p: str) -> str:
+        return str(Path(p) if Path(p).is_absolute() else base / p)
+
+    settings["inventory"] = [absolute(p) for p in settings.get("inventory", ["inventory.yaml"])]
+    settings["credentials"] = absolute(settings.get("credentials", "credentials.yaml"))
+    settings["profiles"] = [absolute(p) for p in settings.get("profiles", [])]
+    if options.listen:
+        settings["listen"] = options.listen
+    listen = str(settings.get("listen", "127.0.0.1:9830"))
+    target = workdir / "agent.yaml"
+    header = (f"# Written by `vigil demo` from {source}; rewritten at every start.\n")
+    target.write_text(header + yaml.safe_dump(settings, allow_unicode=True, sort_keys=False),
+                      encoding="utf-8")
+    return target, listen
+
+
+def _previous_run(workdir: Path) -> list[str]:
+    """Children of an earlier demo in this work directory that are still running."""
+    state = workdir / "demo.json"
+    try:
+        pids = json.loads(state.read_text())["pids"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    alive = []
+    for name, pid in pids.items():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(workdir) in cmdline:
+            alive.append(f"{name} (pid {pid})")
+    return alive
+
+
+def run(options: DemoOptions) -> int:
+    workdir = options.workdir.resolve()
+    demo = Demo(options, workdir, tty=sys.stdout.isatty())
+
+    def on_signal(signum: int, _frame) -> None:
+        demo.stop_requested = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(demo)
+    except DemoError as exc:
+        demo.say(f"vigil demo: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if demo.children:
+            demo.say(f"Stopping {', '.join(c.name for c in reversed(demo.children))} ...")
+            demo.stop_all()
+            demo.say("All demo processes stopped.")
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run(demo: Demo) -> int:
+    options, workdir = demo.options, demo.workdir
+    start = time.time()
+    community = os.environ.setdefault(COMMUNITY_ENV, DEFAULT_COMMUNITY)
+    workdir.mkdir(parents=True, exist_ok=True)
+    leftovers = _previous_run(workdir)
+    if leftovers:
+        raise DemoError(f"an earlier demo in {workdir} is still running: "
+                        f"{', '.join(leftovers)}; stop it first (Ctrl-C in its terminal)")
+    for module, package in (("snmpsim", "snmpsim"), ("pysmi", "pysmi")):
+        if importlib.util.find_spec(module) is None:
+            raise DemoError(f"{package} is not installed in this Python: pip install "
+                            f"'vigil[test]' (or run scripts/demo, which sets everything up)")
+    demo.say(f"Vigil demo: the district network of config/demo, simulated on loopback "
+             f"(work directory {workdir})")
+
+    # configuration
+    agent_yaml, listen = _agent_yaml(options, workdir)
+    try:
+        config = load_config(agent_yaml)
+    except (ConfigError, ConfigErrors) as exc:
+        for error in getattr(exc, "errors", [exc]):
+            demo.say(f"  {error}")
+        raise DemoError("the demo configuration has problems (listed above)") from None
+    inventory = config.inventory
+    host, _, port = listen.rpartition(":")
+    if not _port_free(host, int(port)):
+        raise DemoError(f"{listen} (the agent's HTTP address) is in use: another demo or "
+                        f"agent? Choose another with --listen 127.0.0.1:PORT")
+    prometheus = find_prometheus() if options.prometheus else None
+    if options.prometheus and prometheus is None:
+        demo.say("  Prometheus is not installed: running without it. Install it with "
+                 "`apt-get install prometheus` (Debian/Ubuntu), or see "
+                 "https://prometheus.io/download/.")
+    if prometheus and not _port_free("127.0.0.1", options.prometheus_port):
+        raise DemoError(f"127.0.0.1:{options.prometheus_port} is in use: choose another "
+                        f"with --prometheus-port, or run with --no-prometheus")
+    endpoints = check_addresses(inventory)
+    busy = [f"{a}:{p}" for a, p in endpoints if not _port_free(a, p, socket.SOCK_DGRAM)]
+    if busy:
+        raise DemoError(f"UDP {', '.join(busy[:3])}{' ...' if len(busy) > 3 else ''} in use: "
+                        f"is another demo running?")
+
+    # simulated devices
+    kinds: dict[str, int] = {}
+    for device in inventory.devices.values():
+        kinds[device.kind] = kinds.get(device.kind, 0) + 1
+    demo.say(f"Generating {len(inventory.devices)} simulated devices in {len(inventory.sites)} "
+             f"sites ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}) "
+             f"in {workdir / 'data'}")
+    t0 = time.time() + 1.0   # snmpsim's clock starts about a second from now
+    try:
+        generated = generate(inventory, workdir, community, t0=t0, scale=options.scale,
+                             progress=lambda d, n: demo.progress("devices", d, n))
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise DemoError(str(exc)) from None
+    cache = workdir / "snmpsim-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {**os.environ, COMMUNITY_ENV: community}
+    sim_env = dict(env)
+    if os.geteuid() == 0:
+        sim_env["SNMPSIM_ALLOW_ROOT"] = "true"   # snmpsim refuses root otherwise
+    args = [sys.executable, "-m", "agent.demo.responder", f"--data-dir={generated.data_dir}",
+            f"--cache-dir={cache}", f"--logging-method=file:{workdir / 'snmpsim.log'}",
+            "--log-level=error", *(f"--agent-udpv4-endpoint={a}:{p}" for a, p in endpoints)]
+    for log in ("snmpsim.log", "snmpsim.out", "agent.log", "prometheus.log"):
+        (workdir / log).unlink(missing_ok=True)
+    demo.say(f"Starting snmpsim: {len(endpoints)} endpoints (UDP {endpoints[0][0]}:"
+             f"{endpoints[0][1]} ...), building its index")
+    sim = demo.start("snmpsim", args, workdir / "snmpsim.out", sim_env)
+    files = generated.files + 1
+
+    def indexed() -> None:
+        stems = {p.name.split(".dbm")[0] for p in cache.glob("*.dbm*")} if cache.exists() else ()
+        demo.progress("data files indexed", min(len(stems), files), files)
+
+    first = endpoints[0]
+    demo.wait_for("snmpsim", lambda: _snmp_answers(first[0], first[1], community), sim, 180,
+                  progress=indexed)
+    demo.progress("data files indexed", files, files)
+
+    # the agent
+    demo.say(f"Starting the agent: vigil run -c {agent_yaml}")
+    agent = demo.start("agent", [sys.executable, "-m", "agent.cli", "run", "-c", str(agent_yaml)],
+                       workdir / "agent.log", env)
+    agent_url = f"http://{listen}"
+    demo.wait_for("the agent", lambda: _http_ok(f"{agent_url}/-/ready"), agent, 60)
+
+    # Prometheus
+    prom_url = None
+    if prometheus:
+        prom_dir = workdir / "prometheus"
+        shutil.rmtree(prom_dir / "data", ignore_errors=True)
+        prom_dir.mkdir(parents=True, exist_ok=True)
+        prom_config = prom_dir / "prometheus.yml"
+        prom_config.write_text(_prometheus_config(listen), encoding="utf-8")
+        prom_url = f"http://127.0.0.1:{options.prometheus_port}"
+        demo.say(f"Starting Prometheus ({prometheus}) on {prom_url}")
+        prom = demo.start("prometheus", [
+            prometheus, f"--config.file={prom_config}", f"--storage.tsdb.path={prom_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{options.prometheus_port}",
+            "--storage.tsdb.retention.time=2d", "--log.level=warn"],
+            workdir / "prometheus.log", env)
+        demo.wait_for("Prometheus", lambda: _http_ok(f"{prom_url}/-/ready"), prom, 60)
+
+    _write_state(demo, generated, agent_url, prom_url, t0)
+    _print_summary(demo, generated, agent_url, prom_url, start)
+    return _watch(demo, generated, start)
+
+
+def _prometheus_config(listen: str) -> str:
+    return (
+        "# Written by `vigil demo`: scrape the demo agent every 15 s.\n"
+        "global:\n"
+        "  scrape_interval: 15s\n"
+        "  evaluation_interval: 15s\n"
+        "scrape_configs:\n"
+        "  - job_name: vigil\n"
+        "    static_configs:\n"
+        f"      - targets: ['{listen}']\n")
+
+
+def _write_state(demo: Demo, generated: Generated, agent_url: str, prom_url: str | None,
+                 t0: float) -> None:
+    plan = generated.plan
+    state = {
+        "pids": {c.name: c.proc.pid for c in demo.children},
+        "agent": agent_url, "prometheus": prom_url, "t0": t0, "scale": plan.scale,
+        "devices": len(generated.devices), "roles": plan.roles,
+        "timeline": [{"at": plan.at(e.at), "offset": e.at * plan.scale, "text": e.text}
+                     for e in plan.events],
+    }
+    (demo.workdir / "demo.json").write_text(json.dumps(state, ensure_ascii=False, indent=2),
+                                            encoding="utf-8")
+
+
+def _print_summary(demo: Demo, generated: Generated, agent_url: str, prom_url: str | None,
+                   start: float) -> None:
+    say = demo.say
+    say("")
+    say(f"Running (ready in {time.time() - start:.0f}s):")
+    for child in demo.children:
+        say(f"  {child.name:<11} pid {child.proc.pid:<8} log {child.log}")
+    say("")
+    say("Open:")
+    say(f"  agent metrics       {agent_url}/metrics")
+    if prom_url:
+        say(f"  Prometheus          {prom_url}/graph")
+        for title, expr, tab in QUERIES:
+            say(f"  {title}:")
+            say(f"      {_graph_url(prom_url, expr, tab)}")
+    say(f"  one device, polled now: {COMMUNITY_ENV}={os.environ[COMMUNITY_ENV]} vigil poll -c "
+        f"{demo.workdir / 'agent.yaml'} ups-dh")
+    say("")
+    scale = generated.plan.scale
+    say("Timeline" + (f" (x{scale:g})" if scale != 1 else "") +
+        " - the agent polls every device every 15 s; Prometheus shows a change within ~30 s:")
+    for line in describe(generated.plan):
+        say(line)
+    say("")
+    say("Ctrl-C stops everything." if demo.options.duration is None else
+        f"Stopping by itself after {demo.options.duration:g}s (Ctrl-C stops earlier).")
+
+
+def _watch(demo: Demo, generated: Generated, start: float) -> int:
+    plan = generated.plan
+    pending = [e for e in plan.events if plan.at(e.at) > time.time()]
+    while True:
+        if demo.stop_requested:
+            demo.say(f"\n{demo.stop_requested}: stopping the demo")
+            return 0
+        dead = demo.dead()
+        if dead is not None:
+            demo.report_death(dead)
+            return 1
+        now = time.time()
+        while pending and plan.at(pending[0].at) <= now:
+            event = pending.pop(0)
+            minutes, seconds = divmod(round(event.at * plan.scale), 60)
+            demo.say(f"[{time.strftime('%H:%M:%S')}] +{minutes}:{seconds:02d} {event.text}")
+        if demo.options.duration is not None and now - start >= demo.options.duration:
+            demo.say(f"\n{demo.options.duration:g}s are over: stopping the demo")
+            return 0
+        time.sleep(0.2)

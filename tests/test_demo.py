@@ -1,0 +1,356 @@
+"""The demo district (`vigil demo`): its configuration, the devices it generates, the snmpsim
+mechanisms its timeline relies on, and the whole demo end to end with a real Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_config
+from agent.demo.generate import check_addresses, generate
+from agent.demo.snmprec import Records, write_snapshots
+from collectors.snmp.collector import SnmpCollector
+from collectors.snmp.engine import SnmpAuth, SnmpError, Target, make_engine
+from collectors.snmp.profile import load_profiles
+from tests import peers
+
+DEMO = peers.ROOT / "config" / "demo"
+COMMUNITY = "vigil-demo"
+CHECK = [sys.executable, "-m", "agent.cli", "check", "-c", str(DEMO / "agent.yaml")]
+SITE_NUMBER = {"dh": 1, "xs": 2, "ny": 3, "by": 4, "cq": 5, "xh": 6, "hp": 7, "gm": 8, "room": 9}
+
+
+@pytest.fixture
+def community(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("VIGIL_DEMO_COMMUNITY", COMMUNITY)
+    return COMMUNITY
+
+
+@pytest.fixture
+def demo_config(community):
+    return load_config(DEMO / "agent.yaml")
+
+
+# -- the configuration -------------------------------------------------------------------------
+
+def test_vigil_check_accepts_the_demo_config():
+    env = {**os.environ, "VIGIL_DEMO_COMMUNITY": COMMUNITY}
+    out = subprocess.run(CHECK, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "216 devices in 9 sites" in out.stdout
+    assert "20 fixed_camera" in out.stdout and "152 ptz_camera" in out.stdout
+
+
+def test_the_committed_credentials_hold_no_secret():
+    env = {k: v for k, v in os.environ.items() if k != "VIGIL_DEMO_COMMUNITY"}
+    out = subprocess.run(CHECK, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1
+    assert "VIGIL_DEMO_COMMUNITY is not set" in out.stderr
+
+
+def test_the_district_is_the_one_of_the_contract(demo_config):
+    inventory = demo_config.inventory
+    devices = inventory.devices.values()
+    kinds: dict[str, int] = {}
+    for d in devices:
+        kinds[d.kind] = kinds.get(d.kind, 0) + 1
+    assert kinds["ptz_camera"] == 152 and kinds["fixed_camera"] == 20
+    assert kinds["nvr"] == 8 and kinds["ups"] == 9 and kinds["spd_monitor"] == 9
+    assert kinds["env_monitor"] == 1
+    communities = [s for s in inventory.sites if s != "room"]
+    assert len(communities) == 8 and "room" in inventory.sites
+    assert all(not s.name.isascii() for s in inventory.sites.values())   # Chinese names
+    for site in communities:
+        of = [d for d in devices if d.site == site]
+        assert sum(d.kind == "nvr" for d in of) == 1
+        assert sum(d.kind == "ups" for d in of) == 1
+        assert sum(d.kind == "spd_monitor" for d in of) == 1
+        assert sum(d.kind in ("ptz_camera", "fixed_camera") for d in of) >= 20
+    for d in devices:
+        assert not d.name.isascii(), d.id
+        address = ipaddress.ip_address(d.address)
+        assert address.is_loopback and d.address.split(".")[2] == str(SITE_NUMBER[d.site]), d.id
+        assert d.port == 1161
+    feeds: set[tuple[str, str]] = set()
+    for d in devices:
+        if d.kind in ("ptz_camera", "fixed_camera"):
+            assert d.uplink and d.powered_by and d.powered_by.switch == d.uplink.switch
+            assert str(d.powered_by.port) == str(d.uplink.port)
+            switch = inventory.devices[d.uplink.switch]
+            assert switch.site == d.site
+            feed = (switch.id, str(d.uplink.port))
+            assert feed not in feeds, f"{d.id}: PoE port {feed} used twice"
+            feeds.add(feed)
+        elif d.kind in ("switch", "nvr", "spd_monitor", "env_monitor"):
+            assert d.powered_by and d.powered_by.ups, d.id
+    core = [d for d in devices if d.kind == "switch" and d.site == "room"]
+    assert len(core) == 1 and core[0].uplink is None
+    for d in devices:            # every access switch reaches the core through uplinks
+        if d.kind == "switch" and d.site != "room":
+            hops, at = 0, d
+            while at.uplink is not None and hops < 5:
+                at, hops = inventory.devices[at.uplink.switch], hops + 1
+            assert at.id == core[0].id, d.id
+    undeclared = sum(d.profile is None for d in devices)
+    assert undeclared >= 0.9 * len(inventory.devices)       # auto-detection is exercised
+
+
+# -- the generated devices ---------------------------------------------------------------------
+
+@contextmanager
+def responder(data_dir: Path, work: Path, endpoints: list[tuple[str, int]], community: str):
+    """agent/demo/responder.py (snmpsim with per-endpoint data) on the given endpoints."""
+    busy = [f"{a}:{p}" for a, p in endpoints if not _udp_free(a, p)]
+    if busy:
+        peers.missing(f"UDP {busy[0]} is in use (is a demo running?)")
+    args = [sys.executable, "-m", "agent.demo.responder", f"--data-dir={data_dir}",
+            f"--cache-dir={work / 'snmpsim-cache'}", "--logging-method=null",
+            *(f"--agent-udpv4-endpoint={a}:{p}" for a, p in endpoints)]
+    env = {**os.environ, "SNMPSIM_ALLOW_ROOT": "true"}
+    with peers.child(args, work / "responder.log", env) as proc:
+        deadline = time.time() + 60
+        while not _answers(endpoints[0], community):
+            assert proc.poll() is None, (work / "responder.log").read_text()
+            assert time.time() < deadline, "snmpsim did not answer"
+            time.sleep(0.3)
+        yield proc
+
+
+def _udp_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _get(endpoint: tuple[str, int], community: str, oids: list[str], timeout: float = 1.0):
+    async def run():
+        engine = make_engine("pysnmp")
+        try:
+            session = await engine.open(Target(endpoint[0], endpoint[1],
+                                               SnmpAuth("2c", community=community), timeout, 0))
+            try:
+                return await session.get(oids)
+            finally:
+                await session.close()
+        finally:
+            await engine.close()
+    return asyncio.run(run())
+
+
+def _answers(endpoint: tuple[str, int], community: str) -> bool:
+    try:
+        _get(endpoint, community, ["1.3.6.1.2.1.1.2.0"], timeout=0.5)
+        return True
+    except SnmpError:
+        return False
+
+
+def test_every_device_is_generated_and_read_by_its_profile(demo_config, community, tmp_path):
+    inventory = demo_config.inventory
+    generated = generate(inventory, tmp_path, community, t0=time.time() + 3600)  # no event yet
+    assert generated.devices == list(inventory.devices)
+    files = sorted((generated.data_dir / community).glob("*.snmprec"))
+    assert len(files) == len(inventory.devices) == len(generated.endpoints)
+    assert {p for p in generated.profiles.values()} >= {
+        "hikvision-camera", "axis-camera", "vivotek-camera", "hikvision-nvr", "dahua-nvr",
+        "zyxel-switch", "advantech-eki", "h3c-comware", "delta-ups", "megatec-netagent",
+        "mge-ups", "hwg-poseidon", "apc-netbotz"}
+    for file in files:                      # none of the recordings' values: own data only
+        assert "<private>" not in file.read_text(encoding="latin-1")
+    with responder(generated.data_dir, tmp_path, generated.endpoints, community):
+        async def poll_all():
+            engine = make_engine("pysnmp")
+            collector = SnmpCollector(engine, load_profiles())
+            from agent.scheduler import job_for
+            limit = asyncio.Semaphore(32)
+
+            async def one(device):
+                async with limit:
+                    return device, await collector.poll(job_for(demo_config, device))
+            try:
+                return await asyncio.gather(*(one(d) for d in inventory.devices.values()))
+            finally:
+                await engine.close()
+
+        results = asyncio.run(poll_all())
+    wrong = [(d.id, r.up, r.reason, r.profile, generated.profiles[d.id], r.problems[:2])
+             for d, r in results
+             if not r.up or r.profile != generated.profiles[d.id] or r.problems]
+    assert not wrong, wrong
+    readings = {d.id: {x.metric for x in r.readings} for d, r in results}
+    assert "ups_on_battery" in readings["ups-dh"] and "poe_consumption_watts" in readings["sw-dh-1"]
+    assert "contact_alarm" in readings["spd-dh"] and "input_pulses_total" in readings["spd-dh"]
+    assert "nvr_disk_capacity_bytes" in readings["nvr-dh"]
+
+
+# -- the snmpsim mechanisms the timeline relies on (snmpsim 1.2.2 as installed) ----------------
+
+def test_snmpsim_plays_the_timeline_mechanisms(tmp_path):
+    """Per-endpoint data files, numeric steps, pulses and counters, delay drop windows and
+    multiplex snapshots, each checked against snmpsim itself."""
+    ports = [peers.free_port(), peers.free_port()]
+    endpoints = [("127.0.0.1", ports[0]), ("127.0.0.1", ports[1])]
+    now = time.time()
+    step_at, pulse = now + 4, (now + 4, now + 7)
+    silent = (int(now + 4), int(now + 6))
+    data = tmp_path / "data"
+    (data / "c").mkdir(parents=True)
+    (data / "c.snmprec").write_text("1.3.6.1.2.1.1.5.0|4|fallback\n")
+    a = Records()
+    a.string("1.3.6.1.2.1.1.5.0", "device-a")
+    a.step("1.3.6.1.4.1.99999.1.0", "2", 1, 0, step_at)
+    a.pulse("1.3.6.1.4.1.99999.2.0", "2", 1, 2, *pulse)
+    a.growing("1.3.6.1.4.1.99999.3.0", "70", 1000, 1_000_000)
+    snapshots = [f"1.3.6.1.4.1.99999.4.1.0|2|{k}\n" for k in range(6)]
+    write_snapshots(tmp_path / "snap", snapshots)
+    assert sorted(int(f.split(".")[0]) for f in os.listdir(tmp_path / "snap")) == list(range(6))
+    assert [int(f.split(".")[0]) for f in os.listdir(tmp_path / "snap")] == list(range(6))
+    a.multiplex("1.3.6.1.4.1.99999.4", tmp_path / "snap", 1.5)
+    (data / "c" / "1.3.6.1.6.1.1.0.snmprec").write_text(a.render(), encoding="latin-1")
+    b = Records()
+    b.string("1.3.6.1.2.1.1.5.0", "device-b")
+    b.integer("1.3.6.1.2.1.1.7.0", 72)
+    (data / "c" / "1.3.6.1.6.1.1.1.snmprec").write_text(b.render(silent=silent))
+    oids = [f"1.3.6.1.4.1.99999.{i}.0" for i in (1, 2, 3)] + ["1.3.6.1.4.1.99999.4.1.0"]
+    seen: list[tuple[float, list]] = []
+    dropped: list[float] = []
+    with responder(data, tmp_path, endpoints, "c"):
+        assert _get(endpoints[0], "c", ["1.3.6.1.2.1.1.5.0"])[0][2] == b"device-a"
+        assert _get(endpoints[1], "c", ["1.3.6.1.2.1.1.5.0"])[0][2] == b"device-b"
+        while time.time() < now + 11:
+            t = time.time()
+            seen.append((t, [raw for _oid, _code, raw in _get(endpoints[0], "c", oids)]))
+            try:
+                _get(endpoints[1], "c", ["1.3.6.1.2.1.1.7.0"], timeout=0.4)
+            except SnmpError as exc:
+                assert exc.reason == "timeout"
+                dropped.append(t)
+            time.sleep(0.25)
+    for t, (step, pulsed, _counter, _snapshot) in seen:
+        margin = 0.3
+        if t < step_at - margin:
+            assert step == 1
+        elif t > step_at + 1 + margin:
+            assert step == 0
+        if pulse[0] + margin < t < pulse[1] - margin:
+            assert pulsed == 2
+        elif t < pulse[0] - margin or t > pulse[1] + margin:
+            assert pulsed == 1
+    counters = [values[2] for _t, values in seen]
+    assert counters == sorted(counters) and counters[-1] > counters[0] + 5_000_000
+    snaps = [values[3] for _t, values in seen]
+    assert snaps == sorted(snaps) and snaps[0] <= 1 and snaps[-1] == 5     # in order, then stays
+    assert dropped and all(silent[0] - 0.5 <= t <= silent[1] + 1.5 for t in dropped)
+    assert any(t < silent[0] for t, _v in seen) and any(t > silent[1] + 1.5 for t, _v in seen)
+
+
+# -- the demo end to end -----------------------------------------------------------------------
+
+def _query(url: str, expr: str) -> list[dict]:
+    return peers.prometheus_query(url, expr)
+
+
+def _value(url: str, expr: str) -> float | None:
+    result = _query(url, expr)
+    return float(result[0]["value"][1]) if result else None
+
+
+def test_vigil_demo_end_to_end(demo_config, tmp_path):
+    """`vigil demo` with Prometheus, the timeline played 5x faster: every device is scraped,
+    the scripted events show in Prometheus, and SIGINT leaves no process behind."""
+    peers.program("prometheus", "/usr/bin")
+    busy = [f"{a}:{p}" for a, p in check_addresses(demo_config.inventory) if not _udp_free(a, p)]
+    if busy:
+        peers.missing(f"UDP {busy[0]} is in use (is a demo running?)")
+    agent_port, prom_port = peers.free_port(socket.SOCK_STREAM), peers.free_port(socket.SOCK_STREAM)
+    work = tmp_path / "demo"
+    scale = 0.2     # UPS on battery 12-48 s, camera 18-51 s, SPD 30 s, cabinet 57-90 s
+    args = [sys.executable, "-m", "agent.cli", "demo", "--workdir", str(work),
+            "--listen", f"127.0.0.1:{agent_port}", "--prometheus-port", str(prom_port),
+            "--timeline-scale", str(scale)]
+    env = {k: v for k, v in os.environ.items() if k != "VIGIL_DEMO_COMMUNITY"}  # the demo sets it
+    log = tmp_path / "demo.out"
+    started = time.time()
+    with peers.child(args, log, env) as proc:
+        state_file = work / "demo.json"
+        while not state_file.exists():
+            assert proc.poll() is None, log.read_text()
+            assert time.time() - started < 90, "the demo did not come up: " + log.read_text()
+            time.sleep(0.5)
+        state = json.loads(state_file.read_text())
+        url, t0, roles = state["prometheus"], state["t0"], state["roles"]
+        pids = list(state["pids"].values())
+        assert len(pids) == 3 and state["devices"] == len(demo_config.inventory.devices)
+        ready = time.time() - started
+
+        def wait_until(offset: float) -> None:
+            while time.time() < t0 + offset:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(1)
+
+        # every inventory device gets a vigil_device_up series (first polls spread over 15 s)
+        ids: set[str] = set()
+        while ids != set(demo_config.inventory.devices):
+            assert time.time() < t0 + 55, sorted(set(demo_config.inventory.devices) - ids)[:10]
+            time.sleep(2)
+            ids = {r["metric"]["device"] for r in _query(url, "vigil_device_up")}
+        assert _value(url, "count(vigil_device_up == 1)") >= len(ids) - 1   # (the camera)
+        # the cabinet is back at 90 s: + a poll and a scrape, the whole timeline has played
+        wait_until(90 + 32)
+        ups, camera, spd = roles["ups_on_battery"], roles["camera_down"], roles["spd_tripped"]
+        cabinet = roles["cabinet_down"]
+        span = "[150s]"
+        assert _value(url, f'max_over_time(vigil_ups_on_battery{{device="{ups}"}}{span})') == 1
+        assert _value(url, f'min_over_time(vigil_ups_battery_charge_ratio{{device="{ups}"}}'
+                           f'{span})') < 0.9
+        assert _value(url, f'vigil_ups_on_battery{{device="{ups}"}}') == 0        # mains back
+        assert _value(url, f'min_over_time(vigil_device_up{{device="{camera}"}}{span})') == 0
+        assert _value(url, f'max_over_time(vigil_device_down_reason{{device="{camera}",'
+                           f'reason="timeout"}}{span})') == 1
+        assert _value(url, f'vigil_contact_alarm{{device="{spd}",contact=~"SPD1( .*)?"}}') == 1
+        assert _value(url, f'increase(vigil_input_pulses_total{{device="{spd}",'
+                           f'input=~"SPD1-CNT( .*)?"}}{span})') >= 0.9
+        behind = [d.id for d in demo_config.inventory.devices.values()
+                  if d.uplink and d.uplink.switch == cabinet]
+        assert len(behind) == 8
+        silent = "|".join([cabinet, *behind])
+        assert _value(url, f'count(min_over_time(vigil_device_up{{device=~"{silent}"}}{span})'
+                           f' == 0)') == 9                   # the switch and all behind it
+        assert _value(url, 'sum(increase(vigil_interface_received_bytes_total{device="sw-core"}'
+                           '[1m]))') > 1e6                                        # traffic
+        assert _value(url, "count(vigil_device_up == 1)") >= len(ids) - 1      # all back
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the demo did not stop within 30 s of SIGINT")
+    assert code == 0, log.read_text()
+    for pid in pids:
+        assert not _alive(pid), f"pid {pid} still runs after the demo stopped"
+    assert time.time() - started < 180, f"took {time.time() - started:.0f}s (ready in {ready:.0f}s)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:   # a recycled PID is not ours: ours ran from this interpreter or Prometheus
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"agent" in cmdline or b"prometheus" in cmdline
