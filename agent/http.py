@@ -8,6 +8,7 @@ POST /-/reload     reload the configuration (same as SIGHUP); 200 or 400 with th
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -35,7 +36,9 @@ def _agent(request: web.Request) -> Agent:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(_agent(request).registry)
+    # rendered on a worker thread: a big site's page (tens of MB) must not stop the polls.
+    # The state is only ever replaced, never edited in place, so reading it there is safe.
+    body = await asyncio.to_thread(generate_latest, _agent(request).registry)
     response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         response.enable_compression()

@@ -126,9 +126,12 @@ class PollScheduler:
         if plan is None:
             return
         scheduled = self._scheduled_time(plan, time.time())
-        async with self.semaphore:
-            self.metrics.lag.observe(max(0.0, time.time() - scheduled))
-            await self.poll(device_id)
+        try:
+            async with self.semaphore:
+                self.metrics.lag.observe(max(0.0, time.time() - scheduled))
+                await self.poll(device_id)
+        except asyncio.CancelledError:
+            return  # the agent is stopping: a poll cut short is not an error to log
 
     async def poll(self, device_id: str) -> PollResult | None:
         """Poll one device now with its current plan, and record the result in the state."""

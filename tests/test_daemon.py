@@ -263,3 +263,25 @@ def test_poll_command_prints_a_table(tmp_path, recordings_sim):
     missing = subprocess.run([*VIGIL, "poll", "-c", str(config), "nope"], capture_output=True,
                              text=True)
     assert missing.returncode == 2 and "no device 'nope'" in missing.stderr
+
+
+def test_sigterm_during_polls_logs_no_traceback(recordings_sim, tmp_path):
+    from tests.test_scheduler import dead_devices, silent_ports
+
+    sockets = silent_ports(4)  # their polls are in flight (waiting) when SIGTERM comes
+    config = write_config(tmp_path, recordings_sim, ["deltaups"], interval="10s",
+                          extra_devices=dead_devices(sockets))
+    daemon = Daemon(config)
+    try:
+        peers.wait_http(daemon.url + "/-/ready")
+        daemon.wait_for(lambda: daemon.sample("vigil_polls_in_flight") >= 1, what="polls")
+        started = time.time()
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(10) == 0
+        assert time.time() - started < 5
+    finally:
+        daemon.stop()
+        for sock in sockets:
+            sock.close()
+    log = daemon.log.read_text()
+    assert "Traceback" not in log and "ERROR" not in log, log

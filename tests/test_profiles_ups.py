@@ -54,6 +54,7 @@ def test_engines_and_snmp_versions_read_the_same(recording_poller, recording, pr
 
     reference = strip(recording_poller.poll(recording, profile))
     assert strip(recording_poller.poll(recording, profile, engine="ezsnmp")) == reference
+    assert strip(recording_poller.poll(recording, profile, engine="builtin")) == reference
     assert strip(recording_poller.poll(recording, profile, version="1")) == reference
 
 

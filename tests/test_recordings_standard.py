@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import info, value, values
 
 
@@ -29,9 +31,10 @@ def test_deltaups_nul_padded_interface_names(recording_poller):
     assert "eth0" in names and all("\x00" not in n for n in names)
 
 
-def test_both_engines_read_the_same(recording_poller):
+@pytest.mark.parametrize("engine", ["builtin", "ezsnmp"])
+def test_every_engine_reads_the_same(recording_poller, engine):
     a = recording_poller.poll("deltaups", engine="pysnmp")
-    b = recording_poller.poll("deltaups", engine="ezsnmp")
+    b = recording_poller.poll("deltaups", engine=engine)
     strip = lambda r: sorted((x.metric, tuple(sorted(x.labels.items())), x.value)  # noqa: E731
                              for x in r.readings)
     assert strip(a) == strip(b)

@@ -14,13 +14,14 @@ import threading
 import pytest
 
 from collectors.reading import PollResult
+from collectors.snmp import engine
 from collectors.snmp.collector import SnmpCollector, SnmpJob
 from collectors.snmp.engine import SnmpAuth, Target, make_engine
 from collectors.snmp.fetch import FetchLimits
 from tests import peers
 from tests.conftest import value
 
-ENGINES = ["pysnmp", "ezsnmp"]
+ENGINES = list(engine.ENGINES)
 V3_USERS = [("vigil", "SHA-256", "authsecret-256", "AES", "privsecret-aes"),
             ("legacy", "SHA", "authsecret-sha", "AES", "privsecret-aes")]
 
@@ -84,9 +85,10 @@ def test_wrong_community_is_timeout(snmpd_port, profiles, engine):
     assert "2 tries" in result.detail and "not-the-community" not in result.detail
 
 
-def test_closed_port_is_refused(profiles):
+@pytest.mark.parametrize("engine", ["pysnmp", "builtin"])
+def test_closed_port_is_refused(profiles, engine):
     port = peers.free_port()  # nothing listens there: the kernel answers port-unreachable
-    result = poll(port, SnmpAuth("2c", community="public"), profiles, timeout=1)
+    result = poll(port, SnmpAuth("2c", community="public"), profiles, timeout=1, engine=engine)
     assert (result.up, result.reason) == (False, "refused")
 
 
@@ -126,9 +128,9 @@ def test_garbage_answer_is_protocol(garbage_port, profiles, engine):
     result = poll(garbage_port, SnmpAuth("2c", community="public"), profiles, engine=engine,
                   timeout=0.5)
     assert result.up is False
-    # pysnmp sees the malformed datagram; net-snmp drops it silently and times out
-    assert result.reason == ("protocol" if engine == "pysnmp" else "timeout")
-    if engine == "pysnmp":
+    # Vigil's socket sees the malformed datagram; net-snmp drops it silently and times out
+    assert result.reason == ("timeout" if engine == "ezsnmp" else "protocol")
+    if engine != "ezsnmp":
         assert "malformed response" in result.detail
 
 
@@ -215,3 +217,10 @@ def test_dead_device_costs_only_its_own_deadline(snmpd_port, profiles):
 def test_snmp_tools_present_for_benchmarks():
     # the bench compares against net-snmp's snmpbulkget; CI installs it with the rest
     assert shutil.which("snmpbulkget") or peers.missing("snmpbulkget (apt-get install snmp)")
+
+
+def test_vendor_profile_constants_do_not_make_a_silent_device_up(sparse_sim, profiles):
+    # hikvision-camera gives device_info a constant vendor label; the device has no data
+    result = poll(sparse_sim, SnmpAuth("2c", community="empty"), profiles,
+                  profile="hikvision-camera", timeout=2)
+    assert (result.up, result.reason) == (False, "no_data")

@@ -93,10 +93,10 @@ class SnmpCollector:
         fallbacks = _fallbacks_needed(plan, fetcher.out.columns)
         if fallbacks:
             await fetcher.columns(fallbacks)
-        self._check_identity(job, fetcher, result)
+        self._check_identity(job, fetcher)
         readings = Translator(plan, fetcher.out, job.device, result.timestamp).run()
         result.problems = fetcher.out.problems
-        if not readings:
+        if not fetcher.out.scalars and not any(fetcher.out.columns.values()):
             result.reason = "no_data"
             result.detail = (f"the device answered but has none of profile '{profile}''s OIDs "
                              f"(noSuchObject): wrong profile, or a restricted SNMP view")
@@ -104,7 +104,7 @@ class SnmpCollector:
         result.readings = readings
         result.up = True
 
-    def _check_identity(self, job: SnmpJob, fetcher: Fetcher, result: PollResult) -> None:
+    def _check_identity(self, job: SnmpJob, fetcher: Fetcher) -> None:
         """A different sysObjectID under the same address means the device was replaced."""
         detection = self.detected.get(job.device)
         seen = fetcher.out.scalars.get(SYS_OBJECT_ID)

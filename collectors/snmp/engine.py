@@ -118,12 +118,15 @@ ERROR_STATUS_NAMES = {
 }
 
 
+ENGINES = ("pysnmp", "builtin", "ezsnmp")
+
+
 def make_engine(name: str, threads: int = 16) -> Engine:
     """Build the engine chosen in agent.yaml (`snmp.engine`)."""
     if name == "ezsnmp":
         from collectors.snmp.ezsnmp_engine import EzsnmpEngine
 
         return EzsnmpEngine(threads)
-    from collectors.snmp.pysnmp_engine import PysnmpEngine
+    from collectors.snmp.pysnmp_engine import BuiltinEngine, PysnmpEngine
 
-    return PysnmpEngine()
+    return BuiltinEngine() if name == "builtin" else PysnmpEngine()

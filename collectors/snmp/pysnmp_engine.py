@@ -1,18 +1,14 @@
-"""The default SNMP engine, on pysnmp 7 (pure Python, asyncio).
+"""The pysnmp engines (pure Python, asyncio): `pysnmp` (the default) and `builtin`.
 
-v1/v2c requests are built with pysnmp's protocol API and sent on a UDP socket connected to
-the device, one per poll: the kernel then reports ICMP port-unreachable (`refused`) instead of
-a silent timeout, an undecodable answer is seen as `protocol` at once, and no single socket's
-receive buffer is shared by hundreds of devices. v3 (USM: authentication, privacy, engine-id
-discovery, time windows) goes through pysnmp's v3 architecture, which implements all of it.
+v1/v2c go through collectors/snmp/community.py (a connected UDP socket per poll); the
+`pysnmp` engine codes the messages with pysnmp's protocol API and pyasn1, the `builtin`
+engine with Vigil's own codec (collectors/snmp/ber.py, about ten times cheaper). v3 (USM:
+authentication, privacy, engine-id discovery, time windows) goes through pysnmp's v3
+architecture in both, which implements all of it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import random
-import socket
 from typing import Any
 
 from pyasn1.codec.ber import decoder, encoder
@@ -21,6 +17,8 @@ from pyasn1.type import univ
 from pysnmp.hlapi.v3arch import asyncio as v3
 from pysnmp.proto import api, errind, rfc1902, rfc1905
 
+from collectors.snmp.ber import BerCodec
+from collectors.snmp.community import Codec, CommunitySession, Kind
 from collectors.snmp.engine import (
     COUNTER32,
     COUNTER64,
@@ -77,125 +75,49 @@ def convert(oid: Any, value: Any) -> VarBind:
     return ".".join(str(x) for x in oid), code, out
 
 
-def _socket_reason(exc: OSError) -> SnmpError:
-    if exc.errno == errno.ECONNREFUSED:
-        return SnmpError("refused", "ICMP port unreachable: nothing listens on the SNMP port")
-    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EADDRNOTAVAIL):
-        return SnmpError("unreachable", f"no route to host ({exc.strerror})")
-    return SnmpError("unreachable", f"socket error: {exc.strerror or exc}")
+class PyasnCodec:
+    """v1/v2c messages built with pysnmp's protocol API and coded by pyasn1."""
 
-
-class _Receiver(asyncio.DatagramProtocol):
-    """Hands each datagram (or socket error) to the request waiting for it."""
-
-    def __init__(self) -> None:
-        self.waiter: asyncio.Future[bytes] | None = None
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(data)
-
-    def error_received(self, exc: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done() and isinstance(exc, OSError):
-            self.waiter.set_exception(_socket_reason(exc))
-
-
-class CommunitySession:
-    """SNMP v1/v2c to one device over a connected UDP socket."""
-
-    def __init__(self, target: Target, transport: asyncio.DatagramTransport, rx: _Receiver):
-        self.target = target
-        self.transport = transport
-        self.rx = rx
-        self.proto = api.PROTOCOL_MODULES[
-            api.SNMP_VERSION_1 if target.auth.version == "1" else api.SNMP_VERSION_2C]
-        self.community = target.auth.community
-        self.response_tag = getattr(self.proto, "ResponsePDU", None) or self.proto.GetResponsePDU
-
-    @classmethod
-    async def open(cls, target: Target) -> CommunitySession:
-        loop = asyncio.get_running_loop()
-        rx = _Receiver()
-        try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: rx, remote_addr=(target.address, target.port))
-        except socket.gaierror as exc:
-            raise SnmpError("unreachable", f"cannot resolve '{target.address}': "
-                                           f"{exc.strerror}") from None
-        except OSError as exc:
-            raise _socket_reason(exc) from None
-        return cls(target, transport, rx)
-
-    async def close(self) -> None:
-        self.transport.close()
-
-    async def get(self, oids: list[str]) -> list[VarBind]:
-        return await self._request(self.proto.GetRequestPDU(), oids)
-
-    async def get_next(self, oids: list[str]) -> list[VarBind]:
-        return await self._request(self.proto.GetNextRequestPDU(), oids)
-
-    async def get_bulk(self, oids: list[str], max_repetitions: int) -> list[VarBind]:
-        pdu = self.proto.GetBulkRequestPDU()
-        self.proto.apiBulkPDU.set_defaults(pdu)
-        self.proto.apiBulkPDU.set_non_repeaters(pdu, 0)
-        self.proto.apiBulkPDU.set_max_repetitions(pdu, max_repetitions)
-        return await self._request(pdu, oids, defaults_set=True)
-
-    async def _request(self, pdu: Any, oids: list[str],
-                       defaults_set: bool = False) -> list[VarBind]:
-        p = self.proto
-        if not defaults_set:
+    def request(self, version: str, community: str, kind: Kind, request_id: int,
+                oids: list[str], max_repetitions: int) -> bytes:
+        p = _proto(version)
+        if kind == "get_bulk":
+            pdu = p.GetBulkRequestPDU()
+            p.apiBulkPDU.set_defaults(pdu)
+            p.apiBulkPDU.set_non_repeaters(pdu, 0)
+            p.apiBulkPDU.set_max_repetitions(pdu, max_repetitions)
+        else:
+            pdu = p.GetRequestPDU() if kind == "get" else p.GetNextRequestPDU()
             p.apiPDU.set_defaults(pdu)
-        request_id = random.randint(1, 0x7FFFFFFF)
         p.apiPDU.set_request_id(pdu, request_id)
         p.apiPDU.set_varbinds(pdu, [(rfc1902.ObjectName(o), p.null) for o in oids])
         message = p.Message()
         p.apiMessage.set_defaults(message)
-        p.apiMessage.set_community(message, self.community)
+        p.apiMessage.set_community(message, community)
         p.apiMessage.set_pdu(message, pdu)
-        payload = encoder.encode(message)
-        loop = asyncio.get_running_loop()
-        tries = self.target.retries + 1
-        for _ in range(tries):
-            deadline = loop.time() + self.target.timeout
-            try:
-                self.transport.sendto(payload)
-            except OSError as exc:
-                raise _socket_reason(exc) from None
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self.rx.waiter = loop.create_future()
-                try:
-                    data = await asyncio.wait_for(self.rx.waiter, remaining)
-                except TimeoutError:
-                    break
-                response = self._decode(data)
-                rsp_pdu = p.apiMessage.get_pdu(response)
-                if p.apiPDU.get_request_id(rsp_pdu) != request_id:
-                    continue  # a late answer to an earlier request
-                status = int(p.apiPDU.get_error_status(rsp_pdu))
-                if status:
-                    index = int(p.apiPDU.get_error_index(rsp_pdu, muteErrors=True))
-                    raise PduError(status, index, ERROR_STATUS_NAMES.get(status, "unknown"))
-                return [convert(oid, val) for oid, val in p.apiPDU.get_varbinds(rsp_pdu)]
-        raise SnmpError("timeout", f"no response after {tries} tries of {self.target.timeout:g}s "
-                                   f"(device down, wrong community, or ACL)")
+        return encoder.encode(message)
 
-    def _decode(self, data: bytes) -> Any:
+    def response(self, version: str, data: bytes) -> tuple[int, int, int, list[VarBind]]:
+        p = _proto(version)
         try:
-            message, rest = decoder.decode(data, asn1Spec=self.proto.Message())
+            message, rest = decoder.decode(data, asn1Spec=p.Message())
         except (PyAsn1Error, ValueError, TypeError, IndexError) as exc:
             raise SnmpError("protocol", f"malformed response ({len(data)} bytes, "
                                         f"{type(exc).__name__}: {str(exc)[:80]})") from None
         if rest:
             raise SnmpError("protocol", f"malformed response: {len(rest)} trailing bytes")
-        pdu = self.proto.apiMessage.get_pdu(message)
-        if pdu.tagSet != self.response_tag.tagSet:
+        pdu = p.apiMessage.get_pdu(message)
+        response_tag = getattr(p, "ResponsePDU", None) or p.GetResponsePDU
+        if pdu.tagSet != response_tag.tagSet:
             raise SnmpError("protocol", "answer is not a Response-PDU")
-        return message
+        status = int(p.apiPDU.get_error_status(pdu))
+        index = int(p.apiPDU.get_error_index(pdu, muteErrors=True))
+        return (int(p.apiPDU.get_request_id(pdu)), status, index,
+                [convert(oid, val) for oid, val in p.apiPDU.get_varbinds(pdu)])
+
+
+def _proto(version: str) -> Any:
+    return api.PROTOCOL_MODULES[api.SNMP_VERSION_1 if version == "1" else api.SNMP_VERSION_2C]
 
 
 class UsmSession:
@@ -277,14 +199,17 @@ _PRIV: dict[str | None, Any] = {
 
 
 class PysnmpEngine:
+    """pysnmp for everything: pyasn1 codes v1/v2c, pysnmp's v3 architecture does v3."""
+
     name = "pysnmp"
+    codec: Codec = PyasnCodec()
 
     def __init__(self) -> None:
         self._v3_engine: Any = None
 
     async def open(self, target: Target) -> CommunitySession | UsmSession:
         if target.auth.version != "3":
-            return await CommunitySession.open(target)
+            return await CommunitySession.open(target, self.codec)
         if self._v3_engine is None:
             self._v3_engine = v3.SnmpEngine()
         transport_class = v3.Udp6TransportTarget if ":" in target.address else v3.UdpTransportTarget
@@ -299,3 +224,10 @@ class PysnmpEngine:
         if self._v3_engine is not None:
             self._v3_engine.close_dispatcher()
             self._v3_engine = None
+
+
+class BuiltinEngine(PysnmpEngine):
+    """Vigil's own BER codec for v1/v2c (collectors/snmp/ber.py), pysnmp for v3."""
+
+    name = "builtin"
+    codec: Codec = BerCodec()
