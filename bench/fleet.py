@@ -121,6 +121,17 @@ class Fleet:
         self.procs.clear()
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """End a child we started, by its PID: SIGTERM, then SIGKILL after `grace` seconds."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 

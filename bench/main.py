@@ -1,4 +1,4 @@
-"""bench/run: SNMP polling cost of Vigil's two engines against net-snmp and snmp_exporter.
+"""bench/run: SNMP polling cost of Vigil's engines against net-snmp and snmp_exporter.
 
 What it does, in one command (see docs/snmp-engines.md for the figures and advice):
 1. Responders: several net-snmp `snmpd` processes, each listening on up to 850 loopback
@@ -37,7 +37,7 @@ import urllib.request
 from pathlib import Path
 
 from bench import fleet as fleet_mod
-from bench.fleet import Fleet, proc_cpu, proc_cpu_precise, proc_status_kb
+from bench.fleet import Fleet, proc_cpu, proc_cpu_precise, proc_status_kb, stop_process
 from bench.workload import bulkget_args, describe, exporter_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,13 +136,7 @@ class Worker:
             self.kill()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class Exporter:
@@ -173,13 +167,7 @@ class Exporter:
         return proc_status_kb(self.proc.pid, "VmHWM")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def _free_port() -> int:
@@ -585,13 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for thing in live:
             if isinstance(thing, subprocess.Popen):
-                if thing.poll() is None:
-                    os.kill(thing.pid, signal.SIGTERM)
-                    try:
-                        thing.wait(10)
-                    except subprocess.TimeoutExpired:
-                        os.kill(thing.pid, signal.SIGKILL)
-                        thing.wait()
+                stop_process(thing, 10)
             elif isinstance(thing, Worker):
                 thing.kill()
             elif isinstance(thing, Exporter):

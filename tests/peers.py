@@ -60,18 +60,9 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 def wait_udp_snmp(port: int, community: str, timeout: float = 30.0) -> None:
     """Wait until an SNMP agent answers a GET of sysUpTime on 127.0.0.1:port."""
-    from pyasn1.codec.ber import encoder
-    from pysnmp.proto import api
+    from collectors.snmp.ber import BerCodec
 
-    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
-    pdu = p.GetRequestPDU()
-    p.apiPDU.set_defaults(pdu)
-    p.apiPDU.set_varbinds(pdu, [("1.3.6.1.2.1.1.3.0", p.null)])
-    msg = p.Message()
-    p.apiMessage.set_defaults(msg)
-    p.apiMessage.set_community(msg, community)
-    p.apiMessage.set_pdu(msg, pdu)
-    payload = encoder.encode(msg)
+    payload = BerCodec().request("2c", community, "get", 1, ["1.3.6.1.2.1.1.3.0"], 0)
     deadline = time.time() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.5)

@@ -208,21 +208,13 @@ def _http_ok(url: str) -> bool:
 
 def _snmp_answers(address: str, port: int, community: str) -> bool:
     """One SNMPv2c GET of sysObjectID; True on any response."""
-    from pyasn1.codec.ber import encoder
-    from pysnmp.proto import api
+    from collectors.snmp.ber import BerCodec
 
-    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
-    pdu = p.GetRequestPDU()
-    p.apiPDU.set_defaults(pdu)
-    p.apiPDU.set_varbinds(pdu, [("1.3.6.1.2.1.1.2.0", p.null)])
-    msg = p.Message()
-    p.apiMessage.set_defaults(msg)
-    p.apiMessage.set_community(msg, community)
-    p.apiMessage.set_pdu(msg, pdu)
+    request = BerCodec().request("2c", community, "get", 1, ["1.3.6.1.2.1.1.2.0"], 0)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.5)
         try:
-            sock.sendto(encoder.encode(msg), (address, port))
+            sock.sendto(request, (address, port))
             sock.recvfrom(65535)
             return True
         except OSError:
