@@ -136,14 +136,17 @@ def snmpsim(data_dir: Path, work: Path, endpoints: list[str] | None = None,
 
 @contextmanager
 def snmpd(work: Path, v3_users: list[tuple[str, str, str, str, str]],
-          community: str = "public") -> Iterator[int]:
-    """net-snmp snmpd on 127.0.0.1:<free port>; v3_users: (user, auth, authpass, priv, privpass).
-
-    Serves the host's own MIB-II (system, interfaces, ...), read-only."""
+          community: str = "public", ipv6: bool = False) -> Iterator[int]:
+    """net-snmp snmpd on 127.0.0.1 (or [::1]) and a free port; v3_users: (user, auth,
+    authpass, priv, privpass). Serves the host's own MIB-II (system, interfaces, ...)."""
     binary = program("snmpd", "/usr/sbin")
     port = free_port()
     conf = work / "snmpd.conf"
     lines = [f"agentAddress udp:127.0.0.1:{port}", f"rocommunity {community} 127.0.0.1"]
+    if ipv6:
+        lines += [f"agentAddress udp:127.0.0.1:{port},udp6:[::1]:{port}",
+                  f"rocommunity6 {community} ::1"]
+        lines.pop(0)
     for user, auth, auth_pass, priv, priv_pass in v3_users:
         lines.append(f"createUser {user} {auth} {auth_pass} {priv} {priv_pass}")
         lines.append(f"rouser {user} priv")

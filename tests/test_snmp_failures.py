@@ -224,3 +224,26 @@ def test_vendor_profile_constants_do_not_make_a_silent_device_up(sparse_sim, pro
     result = poll(sparse_sim, SnmpAuth("2c", community="empty"), profiles,
                   profile="hikvision-camera", timeout=2)
     assert (result.up, result.reason) == (False, "no_data")
+
+
+@pytest.fixture(scope="module")
+def snmpd6_port(tmp_path_factory):
+    with peers.snmpd(tmp_path_factory.mktemp("snmpd6"), V3_USERS, ipv6=True) as port:
+        yield port
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("auth", [SnmpAuth("2c", community="public"), v3()], ids=["v2c", "v3"])
+def test_ipv6_loopback_target(snmpd6_port, profiles, engine, auth):
+    async def run() -> PollResult:
+        snmp_engine = make_engine(engine)
+        try:
+            job = SnmpJob("dev6", Target("::1", snmpd6_port, auth, 2, 1), "generic",
+                          FetchLimits(25, 32, 60, True), 10)
+            return await SnmpCollector(snmp_engine, profiles).poll(job)
+        finally:
+            await snmp_engine.close()
+
+    result = asyncio.run(run())
+    assert result.up, result.detail
+    assert value(result, "device_uptime_seconds") > 0
