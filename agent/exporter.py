@@ -16,7 +16,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from agent.state import DeviceState, State
-from collectors.snmp.profile import MetricSpec
+from collectors.vocabulary import MetricSpec
 
 PREFIX = "vigil_"
 

@@ -17,7 +17,8 @@ from pydantic_core import PydanticUndefined
 from agent.credentials import CommunityCredential, CredentialsFile, UsmCredential
 from agent.inventory import Device, InventoryFile
 from agent.settings import Settings
-from collectors.snmp.profile import ProfileFile, load_profiles, load_vocabulary
+from collectors.snmp.profile import ProfileFile, load_profiles
+from collectors.vocabulary import load_vocabulary
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

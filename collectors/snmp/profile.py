@@ -21,9 +21,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from agent import yamlfile
 from agent.validation import validate
 from agent.yamlfile import ConfigError, ConfigErrors, Document
+from collectors.vocabulary import MetricSpec, VocabularyEntry, load_vocabulary
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "profiles"
-VOCABULARY_FILE = Path(__file__).resolve().parent / "metrics.yaml"
 
 _OID = re.compile(r"^\.?[0-2](\.\d+)+$")
 _METRIC = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -248,22 +248,8 @@ class ProfileFile(_Model):
     metrics: list[MetricDef] = Field(default_factory=list, description="The metrics.")
 
 
-class VocabularyEntry(_Model):
-    type: Literal["gauge", "counter", "info"]
-    help: str
-
-
 # ---------------------------------------------------------------------------------------
 # Compiled form
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """Exported identity of a metric family: what the exporter needs to describe it."""
-
-    name: str
-    type: str
-    help: str
 
 
 @dataclass
@@ -343,20 +329,6 @@ class ProfileSet:
         return set(self.profiles)
 
 
-def load_vocabulary(path: Path = VOCABULARY_FILE) -> dict[str, VocabularyEntry]:
-    doc = yamlfile.load(path)
-    errors: list[ConfigError] = []
-    out: dict[str, VocabularyEntry] = {}
-    for name, entry in (doc.data or {}).items():
-        try:
-            out[name] = validate(VocabularyEntry, doc, entry, prefix=(name,))
-        except ConfigErrors as exc:
-            errors.extend(exc.errors)
-    if errors:
-        raise ConfigErrors(errors)
-    return out
-
-
 def load_profiles(extra_dirs: list[Path] = ()) -> ProfileSet:
     """Load built-in profiles, then extra directories (same name replaces), and compile."""
     vocabulary = load_vocabulary()
@@ -395,6 +367,8 @@ def load_profiles(extra_dirs: list[Path] = ()) -> ProfileSet:
             for name in _expanded_names(metric).values():
                 errors.extend(_catalogue_add(catalogue, owner, vocabulary, helps, profile, i,
                                              metric, name))
+    for name, entry in vocabulary.items():  # what other collectors produce, too
+        catalogue.setdefault(name, MetricSpec(name, entry.type, entry.help))
     if not errors:
         for profile in profiles.values():
             profile.plan = _compile(profile, profiles)
