@@ -29,7 +29,7 @@ CONFIG_OPTION = click.option(
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+                        stream=sys.stderr, force=True)
 
 
 def _load(path: Path) -> Config:
@@ -129,16 +129,24 @@ def _number(value: float) -> str:
 @main.command()
 @CONFIG_OPTION
 @click.argument("device_id")
-@click.option("--profile", help="Use this profile instead of the inventory's or detection.")
-@click.option("--json", "as_json", is_flag=True, help="Print the readings as JSON.")
-def poll(config_path: Path, device_id: str, profile: str | None, as_json: bool) -> None:
+@click.option("--collector", "only", type=click.Choice(["snmp", "onvif", "rtsp", "reach"]),
+              help="Poll with this collector only (default: every one that watches it).")
+@click.option("--profile", help="SNMP: use this profile instead of the inventory's or detection.")
+@click.option("--evidence-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write evidence frames of picture faults here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def poll(config_path: Path, device_id: str, only: str | None, profile: str | None,
+         evidence_dir: Path | None, as_json: bool) -> None:
     """Poll DEVICE_ID once now and print its readings as a table.
 
-    Uses the device's inventory entry (address, credentials, profile, SNMP tuning) exactly
-    as the daemon would. Exits 1 if the device did not answer (the reason is printed).
+    Uses the device's inventory entry exactly as the daemon would, with every collector that
+    watches it (SNMP, ONVIF, RTSP stream and picture checks, reachability; ONVIF first, so
+    the stream URI it gives is probed). Exits 1 if a collector found it down (the reason is
+    printed).
     """
     from agent.daemon import Agent
-    from agent.scheduler import job_for
+    from agent.evidence import EvidenceStore
+    from agent.plans import plans_for
     from collectors.snmp.collector import SnmpCollector
 
     config = _load(config_path)
@@ -148,32 +156,59 @@ def poll(config_path: Path, device_id: str, profile: str | None, as_json: bool) 
         raise click.UsageError(f"no device '{device_id}' in the inventory (e.g. {known})")
     if profile is not None and profile not in config.profiles.profiles:
         raise click.UsageError(f"unknown profile '{profile}'")
-    job = job_for(config, device)
-    if profile is not None:
-        job = dataclasses.replace(job, profile=profile)
+    agent = Agent(config)
+    agent.state.sync(config.inventory)
+    order = ["snmp", "onvif", "rtsp", "reach"]
+    plans = sorted((p for p in plans_for(config, device, agent.state)
+                    if only is None or p.collector == only), key=lambda p: order.index(p.collector))
+    if not plans:
+        what = f"{only} collector" if only else "collector"
+        raise click.UsageError(f"no {what} watches '{device_id}'")
+    store = EvidenceStore(evidence_dir, 1000) if evidence_dir else None
 
-    async def once():
-        engine = Agent._make_engine(config)
-        collector = SnmpCollector(engine, config.profiles)
+    async def run() -> list:
+        snmp = SnmpCollector(agent.engine, config.profiles)
+        collectors = agent._collectors(config, snmp)
+        results = []
         try:
-            return await collector.poll(job), collector.detected.get(device_id)
+            for plan in plans:
+                job = plan.make_job()
+                if job is None:
+                    continue
+                if plan.collector == "snmp" and profile is not None:
+                    job = dataclasses.replace(job, profile=profile)
+                result = await collectors[plan.collector].poll(job)
+                agent.state.update(result)
+                results.append((result, store.keep(result) if store else []))
         finally:
-            await engine.close()
+            for name, collector in collectors.items():
+                if name != "snmp":
+                    await collector.close()
+            await agent.engine.close()
+        return results
 
-    result, detection = asyncio.run(once())
+    results = asyncio.run(run())
     if as_json:
-        click.echo(json.dumps({
-            "device": device_id, "up": result.up, "reason": result.reason,
-            "detail": result.detail, "profile": result.profile, "problems": result.problems,
-            "readings": [{"metric": r.metric, "labels": r.labels, "value": r.value,
-                          "text": r.text} for r in result.readings]},
+        click.echo(json.dumps([{
+            "device": device_id, "collector": r.collector, "up": r.up, "reason": r.reason,
+            "detail": r.detail, "profile": r.profile, "problems": r.problems,
+            "evidence": [str(p) for p in kept],
+            "readings": [{"metric": x.metric, "labels": x.labels, "value": x.value,
+                          "text": x.text} for x in r.readings]} for r, kept in results],
             ensure_ascii=False, indent=2))
-        sys.exit(0 if result.up else 1)
-    how = f" (detected: {detection.evidence})" if detection and not job.profile else ""
-    click.echo(f"{device.id}  {device.kind}  site {device.site}  "
-               f"{device.address}:{device.port}  profile {result.profile or '-'}{how}")
-    click.echo(f"up: {'yes' if result.up else 'NO'}  {result.duration * 1000:.0f} ms, "
-               f"{result.requests} requests, {result.varbinds} varbinds")
+        sys.exit(0 if all(r.up for r, _ in results) else 1)
+    click.echo(f"{device.id}  {device.kind}  site {device.site}  {device.address}")
+    for result, kept in results:
+        _print_result(result, kept)
+    sys.exit(0 if all(r.up for r, _ in results) else 1)
+
+
+def _print_result(result, kept: list[Path]) -> None:
+    extra = f"  profile {result.profile}" if result.profile else ""
+    traffic = f", {result.requests} requests, {result.varbinds} varbinds" \
+        if result.collector == "snmp" else ""
+    click.echo(f"\n[{result.collector}] up: {'yes' if result.up else 'NO'}  "
+               f"{result.duration * 1000:.0f} ms{traffic}{extra}")
     if not result.up:
         click.echo(f"reason: {result.reason}: {result.detail}")
     rows = [("METRIC", "LABELS", "VALUE")]
@@ -186,10 +221,14 @@ def poll(config_path: Path, device_id: str, profile: str | None, as_json: bool) 
     if len(rows) > 1:
         click.echo(_table(rows))
     if result.problems:
-        click.echo(f"\n{len(result.problems)} value(s) could not be read:")
+        click.echo(f"{len(result.problems)} value(s) could not be read:")
         for problem in result.problems:
             click.echo(f"  - {problem}")
-    sys.exit(0 if result.up else 1)
+    for path in kept:
+        click.echo(f"evidence: {path}")
+    if result.evidence and not kept:
+        names = ", ".join(e.name for e in result.evidence)
+        click.echo(f"evidence frames ({names}) not kept: use --evidence-dir")
 
 
 @main.command()

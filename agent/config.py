@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import yamlfile
-from agent.credentials import load_credentials
+from agent.credentials import Login, load_credentials
 from agent.inventory import Device, Inventory, load_inventory
 from agent.settings import Settings, SnmpOptions, merge_snmp
 from agent.validation import validate
 from agent.yamlfile import ConfigError, ConfigErrors
 from collectors.snmp.engine import SnmpAuth
 from collectors.snmp.profile import ProfileSet, load_profiles
+from collectors.traps.mapping import TrapMappings, load_mappings
 
 DEFAULT_CONFIG = Path("/etc/vigil/agent.yaml")
 
@@ -28,8 +29,9 @@ class Config:
     path: Path
     settings: Settings
     inventory: Inventory
-    credentials: dict[str, SnmpAuth]
+    credentials: dict[str, SnmpAuth | Login]
     profiles: ProfileSet
+    trap_mappings: TrapMappings
 
     def interval(self, device: Device) -> float:
         schedule = self.settings.schedule
@@ -53,7 +55,7 @@ def load_config(path: Path) -> Config:
     base = path.parent
     errors: list[ConfigError] = []
 
-    credentials: dict[str, SnmpAuth] = {}
+    credentials: dict[str, SnmpAuth | Login] = {}
     credentials_ok = False
     cred_path = _resolve(base, settings.credentials)[0]
     if not cred_path.exists():
@@ -68,8 +70,10 @@ def load_config(path: Path) -> Config:
             errors.extend(exc.errors)
 
     profiles: ProfileSet | None = None
+    mappings: TrapMappings | None = None
     try:
         profiles = load_profiles([Path(p) for d in settings.profiles for p in _resolve(base, d)])
+        mappings = load_mappings(profiles)
     except ConfigErrors as exc:
         errors.extend(exc.errors)
 
@@ -86,11 +90,19 @@ def load_config(path: Path) -> Config:
                 errors.append(exc)
     inventory: Inventory | None = None
     try:
-        inventory = load_inventory(docs, set(credentials) if credentials_ok else None,
+        kinds = {name: "login" if isinstance(c, Login) else "snmp"
+                 for name, c in credentials.items()}
+        inventory = load_inventory(docs, kinds if credentials_ok else None,
                                    profiles.names() if profiles else None)
     except ConfigErrors as exc:
         errors.extend(exc.errors)
     if errors:
         raise ConfigErrors(errors)
-    assert inventory is not None and profiles is not None
-    return Config(path, settings, inventory, credentials, profiles)
+    unknown = [n for n in settings.traps.credentials if n not in credentials]
+    if unknown and credentials_ok:
+        errors.append(doc.error(("traps", "credentials"), f"not in the credentials file: "
+                                                          f"{', '.join(unknown)}"))
+    if errors:
+        raise ConfigErrors(errors)
+    assert inventory is not None and profiles is not None and mappings is not None
+    return Config(path, settings, inventory, credentials, profiles, mappings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,7 @@ from collectors.snmp.engine import SnmpAuth
 AuthProtocol = Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
 PrivProtocol = Literal["DES", "3DES", "AES", "AES192", "AES256", "AES192C", "AES256C"]
 
-SECRET_KEYS = ("community", "auth_password", "priv_password")
+SECRET_KEYS = ("community", "auth_password", "priv_password", "password")
 
 
 class _Credential(BaseModel):
@@ -67,15 +68,41 @@ class UsmCredential(_Credential):
     context: str = Field("", description="SNMPv3 context name, if the agent needs one.")
 
 
+class LoginCredential(_Credential):
+    """A user name and password for a device's web services: ONVIF, RTSP, HTTP. (An entry
+    without `version`.)"""
+
+    username: str = Field(..., min_length=1, description="User name.")
+    password: str | None = Field(None, min_length=1, description="Password.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password (instead of `password`).")
+
+
+@dataclass(frozen=True)
+class Login:
+    """Resolved ONVIF/RTSP/HTTP login. repr never shows the password."""
+
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Login({self.username!r})"
+
+    __str__ = __repr__
+
+
 def _version_tag(value: Any) -> str | None:
     if isinstance(value, dict):
+        if "version" not in value:
+            return "login"
         version = str(value.get("version", ""))
         return "v3" if version == "3" else "community"
     return None
 
 
 Credential = Annotated[
-    Annotated[CommunityCredential, Tag("community")] | Annotated[UsmCredential, Tag("v3")],
+    Annotated[CommunityCredential, Tag("community")] | Annotated[UsmCredential, Tag("v3")]
+    | Annotated[LoginCredential, Tag("login")],
     Discriminator(_version_tag),
 ]
 
@@ -107,14 +134,18 @@ def _secret(doc: Document, path: tuple, cred: BaseModel, key: str,
     return inline or ""
 
 
-def load_credentials(path: Path) -> dict[str, SnmpAuth]:
+def load_credentials(path: Path) -> dict[str, SnmpAuth | Login]:
     """Load, check the file mode and resolve every secret; all problems in one ConfigErrors."""
     doc = yamlfile.load(path)
     model = validate(CredentialsFile, doc)
     errors: list[ConfigError] = []
-    out: dict[str, SnmpAuth] = {}
+    out: dict[str, SnmpAuth | Login] = {}
     for name, cred in model.credentials.items():
         where = ("credentials", name)
+        if isinstance(cred, LoginCredential):
+            password = _secret(doc, where, cred, "password", errors, required=True)
+            out[name] = Login(cred.username, password)
+            continue
         if isinstance(cred, CommunityCredential):
             community = _secret(doc, where, cred, "community", errors, required=True)
             out[name] = SnmpAuth(version=cred.version, community=community)

@@ -16,14 +16,18 @@ import signal
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 
 from agent import systemd
 from agent.config import Config, load_config
-from agent.exporter import AgentMetrics, StateCollector
+from agent.events import Events, trap_counters
+from agent.evidence import EvidenceStore
+from agent.exporter import AgentMetrics, StateCollector, TrapCounters
 from agent.http import make_app
+from agent.plans import video_thresholds
 from agent.scheduler import PollScheduler
 from agent.state import State
 from agent.yamlfile import ConfigError, ConfigErrors
@@ -50,10 +54,15 @@ class Agent:
         self.registry = CollectorRegistry()
         self.metrics = AgentMetrics(self.registry)
         ProcessCollector(registry=self.registry)
-        self.registry.register(StateCollector(self.state, lambda: self.config.profiles.catalogue))
+        self.events = Events(self.state, self.metrics)
+        self.registry.register(StateCollector(self.state, lambda: self.config.profiles.catalogue,
+                                              self.events.readings))
+        self.registry.register(TrapCounters(lambda: trap_counters(self.events)))
+        self.evidence = EvidenceStore(Path(config.settings.state_dir) / "evidence",
+                                      config.settings.evidence_per_device)
         self.engine: Engine = self._make_engine(config)
-        self.collector = SnmpCollector(self.engine, config.profiles)
-        self.scheduler = PollScheduler(self.state, self.metrics, self.collector)
+        self.collectors: dict[str, Any] = {}
+        self.scheduler = PollScheduler(self.state, self.metrics, self.evidence.keep)
         self.runner: web.AppRunner | None = None
         self.ready = False
         self._reload_lock = asyncio.Lock()
@@ -64,10 +73,42 @@ class Agent:
         snmp = config.settings.snmp
         return make_engine(snmp.engine, snmp.engine_threads)
 
-    def _adopt(self, config: Config) -> None:
+    def _collectors(self, config: Config, snmp: SnmpCollector) -> dict[str, Any]:
+        """The collectors this config needs; ones that keep sessions (ONVIF) live on."""
+        devices = [d for d in config.inventory.devices.values() if d.enabled]
+        wanted: dict[str, Any] = {"snmp": snmp}
+        if any(d.onvif is not None for d in devices):
+            from collectors.onvif.collector import OnvifCollector
+
+            wanted["onvif"] = self.collectors.get("onvif") or OnvifCollector()
+        if any(d.rtsp is not None for d in devices):
+            from collectors.rtsp.collector import RtspCollector
+
+            thresholds = video_thresholds(config.settings)
+            old = self.collectors.get("rtsp")
+            same = old is not None and old.thresholds == thresholds \
+                and old.max_decodes == config.settings.rtsp.max_decodes
+            wanted["rtsp"] = old if same else RtspCollector(
+                thresholds, config.settings.rtsp.max_decodes)
+        if config.settings.reachability.enabled:
+            from collectors.reach.collector import ReachCollector
+
+            wanted["reach"] = self.collectors.get("reach") or ReachCollector()
+        for name, collector in self.collectors.items():
+            if wanted.get(name) is not collector and name != "snmp":
+                self._close_later(collector.close())
+        return wanted
+
+    async def _adopt(self, config: Config, snmp: SnmpCollector) -> None:
         self.config = config
         self.state.sync(config.inventory)
-        self.scheduler.apply(config, self.collector)
+        self.collectors = self._collectors(config, snmp)
+        for plan in self.scheduler.apply(config, self.collectors):
+            forget = getattr(self.collectors.get(plan.collector), "forget", None)
+            if forget is not None:
+                forget(plan.device)
+        await self.events.apply(config)
+        self.evidence.per_device = config.settings.evidence_per_device
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())
         self.metrics.info.info({"agent": config.settings.agent.id, "version": _version(),
@@ -79,12 +120,13 @@ class Agent:
         await self.runner.setup()
         site = web.TCPSite(self.runner, host.strip("[]"), int(port), reuse_address=True)
         await site.start()
-        self._adopt(self.config)
+        await self._adopt(self.config, SnmpCollector(self.engine, self.config.profiles))
         self.scheduler.start()
         self.ready = True
         devices = len(self.config.inventory.devices)
-        log.info("listening on http://%s, polling %d devices with the %s engine",
-                 self.config.settings.listen, devices, self.engine.name)
+        log.info("listening on http://%s, polling %d devices (%s) with the %s SNMP engine",
+                 self.config.settings.listen, devices, ", ".join(sorted(self.collectors)),
+                 self.engine.name)
 
     async def reload(self) -> list[str]:
         """Load the config again; return the errors (empty when adopted)."""
@@ -102,22 +144,22 @@ class Agent:
                 log.warning("listen address changed: restart the agent to apply it")
             if config.settings.snmp.engine != self.engine.name:
                 retired, self.engine = self.engine, self._make_engine(config)
-                self._retire(retired)
-            collector = SnmpCollector(self.engine, config.profiles)
-            if _same_profiles(self.config, config):  # keep what auto-detection found
-                collector.detected = dict(self.collector.detected)
-            self.collector = collector
-            self._adopt(config)
+                self._close_later(retired.close())
+            snmp = SnmpCollector(self.engine, config.profiles)
+            old = self.collectors.get("snmp")
+            if old is not None and _same_profiles(self.config, config):
+                snmp.detected = dict(old.detected)  # keep what auto-detection found
+            await self._adopt(config, snmp)
             log.info("configuration reloaded: %d devices", len(config.inventory.devices))
             return []
 
-    def _retire(self, engine: Engine) -> None:
-        """Close a replaced engine once the polls it may still be serving have ended."""
-        grace = max((p.job.deadline for p in self.scheduler.plans.values()), default=1.0)
+    def _close_later(self, closing: Any) -> None:
+        """Close a replaced engine or collector once the polls it may serve have ended."""
+        grace = max((p.interval for p in self.scheduler.plans.values()), default=1.0)
 
         async def close_later() -> None:
             await asyncio.sleep(grace)
-            await engine.close()
+            await closing
 
         task = asyncio.get_running_loop().create_task(close_later())
         self._background.add(task)
@@ -126,10 +168,14 @@ class Agent:
     async def stop(self) -> None:
         self.ready = False
         self.scheduler.shutdown()
+        await self.events.close()
         if self.runner is not None:
             await self.runner.cleanup()
         for task in list(self._background):
             task.cancel()
+        for name, collector in self.collectors.items():
+            if name != "snmp":
+                await collector.close()
         await self.engine.close()
 
 

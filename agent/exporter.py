@@ -1,10 +1,11 @@
 """Prometheus exposition of the state: a custom collector that builds families at scrape time.
 
 Nothing here keeps numbers of its own (prometheus_client's "custom collector" pattern): each
-scrape reads the state as it is. Device series carry `device`, `site`, `kind`; a device that is
-down exports only its device-level series (`vigil_device_up` 0, the reason, last success), never
-stale values dressed as fresh ones. The agent's own counters (polls, errors by reason, lag)
-are ordinary prometheus_client metrics in the same registry.
+scrape reads the state as it is. Device series carry `device`, `site`, `kind`; each collector's
+latest result is exported as it is: a failed poll gives its reason and only what that poll
+measured itself, never stale values of an earlier poll dressed as fresh ones. Events pushed by
+devices are exported with how often and when they came. The agent's own counters (polls,
+errors by reason, lag) are ordinary prometheus_client metrics in the same registry.
 """
 
 from __future__ import annotations
@@ -12,13 +13,69 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.state import DeviceState, State
+from collectors.reading import Reading
 from collectors.vocabulary import MetricSpec
 
 PREFIX = "vigil_"
+PRIMARY = ("snmp", "onvif", "rtsp", "reach")
+"""vigil_device_up follows the first of these collectors that watches the device: its
+management protocol. vigil_collector_up tells each one apart (e.g. reach up, snmp down:
+the host is there but its agent is not)."""
+
+
+def _profile(entry: DeviceState) -> str:
+    snmp = entry.results.get("snmp")
+    return (snmp.profile if snmp is not None and snmp.profile else None) \
+        or entry.device.profile or ""
+
+
+class _Families:
+    """The metric families of one scrape."""
+
+    def __init__(self) -> None:
+        self.up = Metric("vigil_device_up", "1 if the device answered the latest poll of its "
+                                            "management protocol (SNMP, else ONVIF, RTSP, "
+                                            "reachability), else 0.", "gauge")
+        self.collector_up = Metric("vigil_collector_up", "1 if the device answered this "
+                                                         "collector's latest poll.", "gauge")
+        self.reason = Metric("vigil_device_down_reason",
+                             "Why a collector's latest poll failed (label reason: timeout, "
+                             "refused, unreachable, auth, protocol, no_data, fault, "
+                             "unsupported, no_frames, host_down, error).", "gauge")
+        self.duration = Metric("vigil_device_poll_duration_seconds",
+                               "Wall time of the collector's latest poll.", "gauge")
+        self.success = Metric("vigil_device_last_success_timestamp_seconds",
+                              "Unix time of the collector's latest successful poll.", "gauge")
+        self.problems = Metric("vigil_device_poll_problems", "Values the latest poll could not "
+                                                             "read (see `vigil poll DEVICE`).",
+                               "gauge")
+        self.inventory = Metric("vigil_device_inventory", "Inventory and topology of each "
+                                                          "device (labels), value 1.", "info")
+        self.event = Metric("vigil_event", "Latest value of an event the device pushed (SNMP "
+                                           "trap, ONVIF event): 1 raised, 0 cleared.", "gauge")
+        self.events = Metric("vigil_events", "Events of this kind received since the agent "
+                                             "started.", "counter")
+        self.event_time = Metric("vigil_event_last_timestamp_seconds",
+                                 "Unix time of the latest event of this kind.", "gauge")
+        self.readings: dict[str, Metric] = {}
+
+    def add(self, spec: MetricSpec, labels: dict[str, str], value: float) -> None:
+        family = self.readings.get(spec.name)
+        if family is None:
+            family = self.readings[spec.name] = _family(spec)
+        if spec.type == "counter":
+            family.add_sample(family.name + "_total", labels, value)
+        else:
+            family.add_sample(PREFIX + spec.name, labels, value)
+
+    def all(self) -> Iterator[Metric]:
+        yield from (self.up, self.collector_up, self.reason, self.duration, self.success,
+                    self.problems, self.inventory, self.event, self.events, self.event_time)
+        yield from self.readings.values()
 
 
 def _family(spec: MetricSpec) -> Metric:
@@ -32,63 +89,76 @@ def _family(spec: MetricSpec) -> Metric:
 class StateCollector(Collector):
     """Exports the state. `catalogue` returns the current metric specs (they change on reload)."""
 
-    def __init__(self, state: State, catalogue: Callable[[], dict[str, MetricSpec]]):
+    def __init__(self, state: State, catalogue: Callable[[], dict[str, MetricSpec]],
+                 extra: Callable[[], list[Reading]] = list):
         self.state = state
         self.catalogue = catalogue
+        self.extra = extra  # readings made at scrape time (e.g. event subscription states)
 
     def collect(self) -> Iterator[Metric]:
         catalogue = self.catalogue()
-        up = Metric("vigil_device_up", "1 if the device answered its last poll, 0 if not "
-                                       "(see vigil_device_down_reason).", "gauge")
-        reason = Metric("vigil_device_down_reason", "Why the last poll failed: timeout, refused, "
-                                                    "unreachable, auth, protocol, no_data, error.",
-                        "gauge")
-        duration = Metric("vigil_device_poll_duration_seconds", "Wall time of the last poll.",
-                          "gauge")
-        success = Metric("vigil_device_last_success_timestamp_seconds",
-                         "Unix time of the last successful poll.", "gauge")
-        problems = Metric("vigil_device_poll_problems", "Values the last poll could not read "
-                                                        "(see `vigil poll DEVICE`).", "gauge")
-        inventory = Metric("vigil_device_inventory", "Inventory and topology of each device "
-                                                     "(labels), value 1.", "info")
-        families: dict[str, Metric] = {}
+        f = _Families()
         for entry in list(self.state.devices.values()):
             device = entry.device
             base = {"device": device.id, "site": device.site, "kind": device.kind}
-            inventory.add_sample("vigil_device_inventory_info", self._inventory_labels(entry), 1)
-            last = entry.last
-            if last is None:
-                continue
-            up.add_sample("vigil_device_up", base, 1.0 if last.up else 0.0)
-            duration.add_sample("vigil_device_poll_duration_seconds", base, last.duration)
-            problems.add_sample("vigil_device_poll_problems", base, len(last.problems))
-            if entry.last_good is not None:
-                success.add_sample("vigil_device_last_success_timestamp_seconds", base,
-                                   entry.last_good.timestamp)
-            if not last.up:
-                reason.add_sample("vigil_device_down_reason",
-                                  {**base, "reason": last.reason or "error"}, 1)
-                continue
-            for reading in last.readings:
-                spec = catalogue.get(reading.metric)
-                if spec is None:  # 'up' and anything exported above
-                    continue
-                family = families.get(spec.name)
-                if family is None:
-                    family = families[spec.name] = _family(spec)
-                suffix = "_total" if spec.type == "counter" else ""
-                family.add_sample(family.name + suffix if suffix else PREFIX + spec.name,
-                                  {**base, **reading.labels}, reading.value)
-        yield from (up, reason, duration, success, problems, inventory)
-        yield from families.values()
+            f.inventory.add_sample("vigil_device_inventory_info", self._inventory_labels(entry), 1)
+            results = list(entry.results.values())
+            primary = next((entry.results[c] for c in PRIMARY if c in entry.results), None)
+            if primary is not None:
+                f.up.add_sample("vigil_device_up", base, 1.0 if primary.up else 0.0)
+            info: dict[str, dict[str, str]] = {}
+            for result in results:
+                labels = {**base, "collector": result.collector}
+                f.collector_up.add_sample("vigil_collector_up", labels,
+                                          1.0 if result.up else 0.0)
+                f.duration.add_sample("vigil_device_poll_duration_seconds", labels,
+                                      result.duration)
+                f.problems.add_sample("vigil_device_poll_problems", labels,
+                                      len(result.problems))
+                good = entry.good.get(result.collector)
+                if good is not None:
+                    f.success.add_sample("vigil_device_last_success_timestamp_seconds", labels,
+                                         good.timestamp)
+                if not result.up:
+                    f.reason.add_sample("vigil_device_down_reason",
+                                        {**labels, "reason": result.reason or "error"}, 1)
+                # a failed poll keeps only what it measured itself (e.g. an RTSP stream that
+                # was set up but sent no frame: its DESCRIBE and video_signal_lost), never
+                # values of an earlier poll
+                for reading in result.readings:
+                    spec = catalogue.get(reading.metric)
+                    if spec is None:  # 'up' and anything exported above
+                        continue
+                    if spec.name == "device_info":  # one identity, whoever told it
+                        merged = info.setdefault(spec.name, {})
+                        for key, value in reading.labels.items():
+                            if value or key not in merged:
+                                merged[key] = value
+                        continue
+                    f.add(spec, {**base, **reading.labels}, reading.value)
+            for name, labels in info.items():
+                f.add(catalogue[name], {**base, **labels}, 1.0)
+            for event in list(entry.events.values()):
+                labels = {**base, **event.reading.labels}
+                f.event.add_sample("vigil_event", labels, event.reading.value)
+                f.events.add_sample("vigil_events_total", labels, event.count)
+                f.event_time.add_sample("vigil_event_last_timestamp_seconds", labels,
+                                        event.reading.timestamp)
+        for reading in self.extra():
+            entry = self.state.devices.get(reading.device)
+            spec = catalogue.get(reading.metric)
+            if entry is not None and spec is not None:
+                device = entry.device
+                f.add(spec, {"device": device.id, "site": device.site, "kind": device.kind,
+                             **reading.labels}, reading.value)
+        yield from f.all()
 
     def _inventory_labels(self, entry: DeviceState) -> dict[str, str]:
         device = entry.device
         labels = {"device": device.id, "site": device.site, "kind": device.kind,
                   "site_name": self.state.site_names.get(device.site, ""),
                   "name": device.name, "address": device.address,
-                  "profile": (entry.last.profile if entry.last and entry.last.profile
-                              else device.profile or ""),
+                  "profile": _profile(entry),
                   "uplink_switch": device.uplink.switch if device.uplink else "",
                   "uplink_port": str(device.uplink.port) if device.uplink else "",
                   "powered_by": "", "powered_by_port": ""}
@@ -105,9 +175,10 @@ class AgentMetrics:
     """The agent's own health: what a Prometheus user expects of any exporter."""
 
     def __init__(self, registry: CollectorRegistry):
-        self.polls = Counter("vigil_polls", "Device polls done.", ["kind"], registry=registry)
+        self.polls = Counter("vigil_polls", "Device polls done.", ["kind", "collector"],
+                             registry=registry)
         self.failures = Counter("vigil_poll_failures", "Device polls that failed, by reason.",
-                                ["kind", "reason"], registry=registry)
+                                ["kind", "collector", "reason"], registry=registry)
         self.skipped = Counter("vigil_polls_skipped", "Polls not started because the device's "
                                                       "previous poll was still running.",
                                registry=registry)
@@ -127,3 +198,20 @@ class AgentMetrics:
                                  registry=registry)
         self.info = Info("vigil_agent", "The agent: id, version, SNMP engine.",
                          registry=registry)
+
+
+class TrapCounters(Collector):
+    """The trap receiver's counters, read at scrape time."""
+
+    def __init__(self, counters: Callable[[], dict[str, int]]):
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "vigil_snmp_traps", "SNMP trap datagrams by outcome: received, delivered, "
+                                "unknown_source, undecodable, rejected, unmapped.",
+            labels=["outcome"])
+        for outcome, count in self.counters().items():
+            if outcome != "engine_ids_learnt":
+                family.add_metric([outcome], count)
+        yield family

@@ -4,6 +4,8 @@ GET /metrics       the state and the agent's own metrics (gzip if asked)
 GET /-/healthy     200 while the process and its event loop run
 GET /-/ready       200 once the configuration is loaded and polling has started, else 503
 POST /-/reload     reload the configuration (same as SIGHUP); 200 or 400 with the errors
+GET /evidence/{device}          the device's evidence files (JSON list, newest last)
+GET /evidence/{device}/{name}   one evidence file (the JPEG a picture fault was seen in)
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_get("/-/healthy", _healthy)
     app.router.add_get("/-/ready", _ready)
     app.router.add_post("/-/reload", _reload)
+    app.router.add_get("/evidence/{device}", _evidence_list)
+    app.router.add_get("/evidence/{device}/{name}", _evidence_file)
     app.router.add_get("/", _index)
     return app
 
@@ -61,6 +65,28 @@ async def _reload(request: web.Request) -> web.Response:
         return web.Response(status=400, text="reload refused, the running configuration stays:\n"
                                              + "\n".join(errors) + "\n")
     return web.Response(text="configuration reloaded\n")
+
+
+def _known_device(request: web.Request) -> str:
+    device = request.match_info["device"]
+    if device not in _agent(request).state.devices:
+        raise web.HTTPNotFound(text=f"no device '{device}' in the inventory\n")
+    return device
+
+
+async def _evidence_list(request: web.Request) -> web.Response:
+    device = _known_device(request)
+    files = _agent(request).evidence.files(device)
+    return web.json_response([{"name": f.name, "bytes": f.stat().st_size,
+                               "url": f"/evidence/{device}/{f.name}"} for f in files])
+
+
+async def _evidence_file(request: web.Request) -> web.StreamResponse:
+    device = _known_device(request)
+    path = _agent(request).evidence.path(device, request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound(text="no such evidence file\n")
+    return web.FileResponse(path)
 
 
 async def _index(request: web.Request) -> web.Response:

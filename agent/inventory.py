@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -85,12 +85,63 @@ def _labels(value: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+class OnvifTarget(Strict):
+    """The device's ONVIF web service (cameras, NVRs)."""
+
+    credentials: str | None = Field(
+        None, description="A login entry (username/password) in the credentials file.")
+    port: int = Field(80, ge=1, le=65535, description="HTTP port of the ONVIF service.")
+    ptz: bool | None = Field(None, description="Poll PTZ status and presets (default: for "
+                                               "ptz_camera devices).")
+    events: bool | None = Field(None, description="Subscribe to its events (default: "
+                                                  "agent.yaml `onvif.events`).")
+
+
+class RtspTarget(Strict):
+    """The device's video stream, probed and checked for picture faults."""
+
+    url: str | None = Field(
+        None, pattern=r"^rtsps?://[^@/\s]+(/\S*)?$",
+        description="rtsp://host[:port]/path, without user or password. Default: the stream "
+                    "URI the camera gives over ONVIF (its first media profile).")
+    credentials: str | None = Field(None, description="Login entry (default: the ONVIF one).")
+    profile: str | None = Field(None, description="ONVIF media profile token to probe "
+                                                  "(default: the first).")
+    decode: bool = Field(True, description="Decode a few seconds of video for the picture "
+                                           "checks (else OPTIONS/DESCRIBE only).")
+
+
+class ReachTarget(Strict):
+    """ICMP and TCP reachability of the device."""
+
+    enabled: bool = Field(True, description="Check this device's reachability.")
+    icmp: bool | None = Field(None, description="Ping it (default: agent.yaml).")
+    tcp_ports: list[int] | None = Field(
+        None, description="TCP ports to connect to (default: its ONVIF and RTSP ports).")
+
+
+class KindDefaults(Strict):
+    """Defaults for the devices of one kind (under `defaults.kinds.<kind>`)."""
+
+    credentials: str | None = Field(None, description="SNMP credentials entry name.")
+    port: int | None = Field(None, ge=1, le=65535, description="SNMP UDP port.")
+    snmp: SnmpOptions | Literal[False] | None = Field(
+        None, description="SNMP tuning, or `false`: these devices are not polled over SNMP.")
+    onvif: OnvifTarget | None = Field(None, description="ONVIF service of these devices.")
+    rtsp: RtspTarget | None = Field(None, description="Stream probe of these devices.")
+    reachability: ReachTarget | None = Field(None, description="Reachability checks.")
+
+
 class DeviceDefaults(Strict):
     """Values every device gets unless it sets its own."""
 
     credentials: str | None = Field(None, description="Default credentials entry name.")
     port: int = Field(161, ge=1, le=65535, description="Default SNMP UDP port.")
     snmp: SnmpOptions | None = Field(None, description="Default SNMP tuning for these devices.")
+    kinds: dict[Kind, KindDefaults] = Field(
+        default_factory=dict,
+        description="Defaults per device kind, e.g. `{ptz_camera: {snmp: false, onvif: "
+                    "{credentials: cams}, rtsp: {}}}`; a device's own keys win.")
 
 
 class Device(Strict):
@@ -113,9 +164,19 @@ class Device(Strict):
                                    description="Extra labels exported with the device's series.")
     uplink: Uplink | None = Field(None, description="The switch port this device hangs off.")
     powered_by: PoweredBy | None = Field(None, description="What feeds this device power.")
-    interval: Duration | None = Field(None, description="Poll interval for this device.")
-    snmp: SnmpOptions | None = Field(None, description="SNMP tuning for this device only.")
+    interval: Duration | None = Field(None, description="SNMP poll interval for this device.")
+    snmp: SnmpOptions | Literal[False] | None = Field(
+        None, description="SNMP tuning for this device only, or `false`: not polled over SNMP "
+                          "(e.g. a camera watched over ONVIF and RTSP only).")
+    onvif: OnvifTarget | None = Field(None, description="Its ONVIF service, if it has one.")
+    rtsp: RtspTarget | None = Field(None, description="Its video stream, if it is to be probed.")
+    reachability: ReachTarget | None = Field(None, description="Its reachability checks "
+                                                               "(default: ICMP + its ports).")
     enabled: bool = Field(True, description="`false` keeps the device listed but unpolled.")
+
+    @property
+    def polls_snmp(self) -> bool:
+        return self.snmp is not False
 
     @field_validator("address")
     @classmethod
@@ -136,6 +197,22 @@ class InventoryFile(Strict):
                                      description="Defaults for the devices of this file.")
     devices: list[dict[str, Any]] = Field(
         default_factory=list, description="The devices (keys: see the next table).")
+
+
+def _with_kind_defaults(raw: dict[str, Any], defaults: DeviceDefaults) -> dict[str, Any]:
+    """The device's raw keys over its kind's defaults; blocks (onvif, rtsp, ...) merge key by
+    key, so `onvif: {port: 8080}` on a device keeps the kind's ONVIF credentials."""
+    kind = defaults.kinds.get(raw.get("kind"))  # type: ignore[arg-type]
+    if kind is None or not isinstance(raw, dict):
+        return raw
+    merged: dict[str, Any] = kind.model_dump(exclude_none=True, exclude_unset=True)
+    for key, value in raw.items():
+        base = merged.get(key)
+        if isinstance(base, dict) and isinstance(value, dict):
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 @dataclass
@@ -163,7 +240,7 @@ class Inventory:
         return self.devices[device_id]
 
 
-def load_inventory(docs: list[Document], known_credentials: set[str] | None,
+def load_inventory(docs: list[Document], known_credentials: dict[str, str] | None,
                    known_profiles: set[str] | None) -> Inventory:
     """Validate every file, then the references between devices, sites, credentials, profiles.
 
@@ -191,7 +268,8 @@ def load_inventory(docs: list[Document], known_credentials: set[str] | None,
             site_where[site.id] = (doc, i)
         for i, raw in enumerate(model.devices):
             try:
-                dev = validate(Device, doc, raw, prefix=("devices", i))
+                dev = validate(Device, doc, _with_kind_defaults(raw, model.defaults),
+                               prefix=("devices", i))
             except ConfigErrors as exc:
                 errors.extend(exc.errors)
                 broken.add(str(raw.get("id")))
@@ -199,7 +277,8 @@ def load_inventory(docs: list[Document], known_credentials: set[str] | None,
             filled = dev.model_copy(update={
                 "port": dev.port or model.defaults.port,
                 "credentials": dev.credentials or model.defaults.credentials,
-                "snmp": merge_snmp(SnmpOptions(), model.defaults.snmp, dev.snmp),
+                "snmp": (False if dev.snmp is False
+                         else merge_snmp(SnmpOptions(), model.defaults.snmp, dev.snmp)),
             })
             here = Placed(filled, doc, i)
             if dev.id in placed:
@@ -224,19 +303,32 @@ def load_inventory(docs: list[Document], known_credentials: set[str] | None,
 
 
 def _check_references(p: Placed, sites: dict[str, Site], devices: dict[str, Device],
-                      broken: set[str], credentials: set[str] | None,
+                      broken: set[str], credentials: dict[str, str] | None,
                       profiles: set[str] | None) -> list[ConfigError]:
     dev = p.device
     out: list[ConfigError] = []
     if dev.site not in sites:
         known = ", ".join(sorted(sites)) or "none declared under 'sites'"
         out.append(p.error("site", f"site '{dev.site}' is not in the inventory (known: {known})"))
-    if dev.credentials is None:
-        out.append(p.error("credentials", "no credentials: set it here or in defaults.credentials"))
-    elif credentials is not None and dev.credentials not in credentials:
-        known = ", ".join(sorted(credentials)) or "none"
-        out.append(p.error("credentials", f"credentials '{dev.credentials}' are not in the "
-                                          f"credentials file (known: {known})"))
+    if dev.polls_snmp:
+        if dev.credentials is None:
+            out.append(p.error("credentials", "no SNMP credentials: set them here, in "
+                                              "defaults.credentials, or `snmp: false`"))
+        else:
+            out.extend(_check_credential(p, "credentials", dev.credentials, "snmp", credentials))
+    if dev.onvif is not None:
+        if dev.onvif.credentials is None:
+            out.append(p.error("onvif.credentials", "the ONVIF service needs a login entry"))
+        else:
+            out.extend(_check_credential(p, "onvif.credentials", dev.onvif.credentials, "login",
+                                         credentials))
+    if dev.rtsp is not None:
+        if dev.rtsp.credentials is not None:
+            out.extend(_check_credential(p, "rtsp.credentials", dev.rtsp.credentials, "login",
+                                         credentials))
+        if dev.rtsp.url is None and dev.onvif is None:
+            out.append(p.error("rtsp", "give the stream `url`, or an `onvif` block so the "
+                                       "camera can tell its stream URI"))
     if dev.profile is not None and profiles is not None and dev.profile not in profiles:
         out.append(p.error("profile", f"unknown profile '{dev.profile}' (known: "
                                       f"{', '.join(sorted(profiles))})"))
@@ -250,6 +342,21 @@ def _check_references(p: Placed, sites: dict[str, Site], devices: dict[str, Devi
             out.extend(_check_peer(p, "powered_by.switch", dev.powered_by.switch, "switch",
                                    devices, broken))
     return out
+
+
+def _check_credential(p: Placed, key: str, name: str, kind: str,
+                      credentials: dict[str, str] | None) -> list[ConfigError]:
+    if credentials is None:  # the credentials file has errors of its own
+        return []
+    if name not in credentials:
+        known = ", ".join(sorted(n for n, k in credentials.items() if k == kind)) or "none"
+        return [p.error(key, f"credentials '{name}' are not in the credentials file "
+                             f"(known {kind} entries: {known})")]
+    if credentials[name] != kind:
+        wanted = "an SNMP entry (with `version`)" if kind == "snmp" else \
+            "a login entry (username and password, no `version`)"
+        return [p.error(key, f"credentials '{name}' are not {wanted}")]
+    return []
 
 
 def _check_peer(p: Placed, key: str, ref: str, kind: str, devices: dict[str, Device],

@@ -6,11 +6,14 @@ descriptions into docs/configuration.md, so the reference page cannot drift from
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 
-from agent.validation import parse_duration
+from agent.validation import attribute_docs, parse_duration
+from collectors.video.quality import QualityThresholds
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds; written in YAML as a Prometheus-style duration ('500ms', '30s', '5m') or a number."""
@@ -94,6 +97,92 @@ class Schedule(Strict):
                           "so a thousand devices are not polled in the same millisecond.")
 
 
+class Onvif(Strict):
+    """ONVIF polling of cameras and NVRs that have an `onvif:` block in the inventory."""
+
+    interval: Duration = Field(60.0, description="Poll interval (identity, clock, profiles, PTZ).")
+    timeout: Duration = Field(5.0, description="Seconds to wait for one SOAP answer.")
+    events: bool = Field(True, description="Subscribe to the cameras' ONVIF events (PullPoint): "
+                                           "tampering, video loss, storage failure.")
+    max_subscriptions: int = Field(
+        500, ge=0, le=100000,
+        description="Most event subscriptions held open at once; cameras beyond it are "
+                    "watched by polling only (and that is logged).")
+
+
+class Rtsp(Strict):
+    """RTSP stream probes and video quality diagnosis of devices with an `rtsp:` block (or an
+    `onvif:` block, whose stream URI is probed)."""
+
+    cameras_per_minute: float = Field(
+        30.0, gt=0,
+        description="Cameras probed per minute, decoding `decode_seconds` of video each: "
+                    "this bounds the decoding cost. Each camera's probe interval is the number "
+                    "of such cameras divided by this, but not less than `min_interval`.")
+    min_interval: Duration = Field(60.0, description="Shortest probe interval of one camera.")
+    decode_seconds: Duration = Field(
+        3.0, description="Seconds of video read and decoded per probe (0: OPTIONS/DESCRIBE "
+                         "only, no picture checks).")
+    timeout: Duration = Field(10.0, description="Seconds to wait for an RTSP answer or the "
+                                                "first frame.")
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTP transport asked for.")
+    max_decodes: int = Field(2, ge=1, le=64,
+                             description="Streams decoded at the same time (CPU-bound).")
+
+
+def _video_model() -> type[BaseModel]:
+    """`video:` settings: the fields of QualityThresholds, documented by its own docstrings."""
+    docs = attribute_docs(QualityThresholds)
+    types = typing.get_type_hints(QualityThresholds)
+    fields: dict[str, typing.Any] = {
+        f.name: (types[f.name], Field(f.default, description=docs.get(f.name, "")))
+        for f in dataclasses.fields(QualityThresholds)}
+    return create_model("Video", __base__=Strict,
+                        __doc__="Thresholds of the picture checks (video quality diagnosis).",
+                        **fields)
+
+
+Video = _video_model()
+
+
+class Reachability(Strict):
+    """ICMP echo and TCP connect checks of every device: tell "host down" from "service down"."""
+
+    enabled: bool = Field(True, description="Check reachability of every device.")
+    interval: Duration = Field(30.0, description="Check interval.")
+    icmp: bool = Field(True, description="Send ICMP echo (unprivileged when the kernel allows "
+                                         "it: sysctl net.ipv4.ping_group_range).")
+    count: int = Field(2, ge=1, le=10, description="Echo requests per check.")
+    timeout: Duration = Field(1.0, description="Seconds to wait for each answer.")
+
+
+class Traps(Strict):
+    """The SNMP trap receiver: devices' traps become events at once."""
+
+    enabled: bool = Field(False, description="Receive SNMP traps.")
+    listen: str = Field(
+        "0.0.0.0:1162",
+        description="host:port to receive on. The hardened unit cannot bind port 162: point "
+                    "the devices at 1162, or redirect 162 to it (nftables; see "
+                    "docs/events-and-reachability.md).")
+    credentials: list[str] = Field(
+        default_factory=list,
+        description="Credentials entries accepted on incoming traps: v1/v2c communities and "
+                    "v3 users.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _host_port(value)
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"'{value}' is not host:port (e.g. 127.0.0.1:9830)")
+    return value
+
+
 class Settings(Strict):
     """Top level of `agent.yaml`. Relative paths are relative to the directory of agent.yaml."""
 
@@ -114,17 +203,33 @@ class Settings(Strict):
         default_factory=list,
         description="Extra directories of device profiles (`*.yaml`). The built-in profiles "
                     "are always loaded; a profile here with the same name replaces a built-in.")
+    state_dir: str = Field(
+        "/var/lib/vigil",
+        description="The agent's own files: evidence frames of video faults (`evidence/`).")
+    evidence_per_device: int = Field(
+        20, ge=0, le=10000,
+        description="Evidence files kept per device; the oldest go first.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level.")
     snmp: Snmp = Field(default_factory=Snmp, description="SNMP engine and default tuning.")
     schedule: Schedule = Field(default_factory=Schedule, description="Polling schedule.")
+    onvif: Onvif = Field(default_factory=Onvif, description="ONVIF polling and events.")
+    rtsp: Rtsp = Field(default_factory=Rtsp, description="Stream probes and picture checks.")
+    video: Video = Field(default_factory=Video,  # type: ignore[valid-type]
+                         description="Thresholds of the picture checks.")
+    reachability: Reachability = Field(default_factory=Reachability,
+                                       description="ICMP and TCP reachability checks.")
+    traps: Traps = Field(default_factory=Traps, description="The SNMP trap receiver.")
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"'{value}' is not host:port (e.g. 127.0.0.1:9830)")
+        return _host_port(value)
+
+    @field_validator("video")
+    @classmethod
+    def _video(cls, value: BaseModel) -> BaseModel:
+        QualityThresholds(**value.model_dump())  # its own range checks, as a config error
         return value
 
     def snmp_options(self) -> SnmpOptions:

@@ -1,28 +1,42 @@
-"""The agent's state: the latest poll of every device in the inventory.
+"""The agent's state: the latest result of every collector for every device, and its events.
 
-One owner for the data (the scheduler writes, everyone else reads). The exporter, the CLI and
-later the rules engine read it; none keeps a copy. A device removed from the inventory is
-dropped here, and so disappears from /metrics with no clean-up anywhere else.
+One owner for the data (the scheduler and the event receivers write, everyone else reads).
+The exporter, the CLI and later the rules engine read it; none keeps a copy. A device removed
+from the inventory is dropped here, and so disappears from /metrics with no clean-up anywhere
+else. Results are replaced, never edited in place, so a reader on another thread (the /metrics
+renderer) always sees whole results.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.inventory import Device, Inventory
-from collectors.reading import PollResult
+from collectors.reading import PollResult, Reading
+
+
+@dataclass
+class EventState:
+    """The latest reading of one event of one device, and how often it came."""
+
+    reading: Reading
+    count: int
 
 
 @dataclass
 class DeviceState:
     device: Device
-    last: PollResult | None = None  # the latest poll, failed or not
-    last_good: PollResult | None = None  # the latest successful poll
-    consecutive_failures: int = 0
+    results: dict[str, PollResult] = field(default_factory=dict)  # collector -> latest
+    good: dict[str, PollResult] = field(default_factory=dict)  # collector -> latest success
+    failures: dict[str, int] = field(default_factory=dict)  # collector -> failures in a row
+    events: dict[tuple[tuple[str, str], ...], EventState] = field(default_factory=dict)
 
     @property
     def up(self) -> bool | None:
-        return None if self.last is None else self.last.up
+        """Whether the device answered its latest poll of any collector; None before any."""
+        if not self.results:
+            return None
+        return any(r.up for r in self.results.values())
 
 
 class State:
@@ -43,13 +57,32 @@ class State:
                 known.device = device
         self.site_names = {site.id: site.name for site in inventory.sites.values()}
 
+    def forget(self, device_id: str, collector: str) -> None:
+        """A collector no longer watches this device (its config changed)."""
+        entry = self.devices.get(device_id)
+        if entry is not None:
+            entry.results.pop(collector, None)
+            entry.good.pop(collector, None)
+            entry.failures.pop(collector, None)
+
     def update(self, result: PollResult) -> None:
         entry = self.devices.get(result.device)
         if entry is None:  # removed from the inventory while its poll was in flight
             return
-        entry.last = result
+        entry.results[result.collector] = result
         if result.up:
-            entry.last_good = result
-            entry.consecutive_failures = 0
+            entry.good[result.collector] = result
+            entry.failures[result.collector] = 0
         else:
-            entry.consecutive_failures += 1
+            entry.failures[result.collector] = entry.failures.get(result.collector, 0) + 1
+
+    def record_event(self, reading: Reading) -> bool:
+        """Keep an event reading (the EventSink of trap and ONVIF event receivers).
+        False if the device is not in the inventory."""
+        entry = self.devices.get(reading.device)
+        if entry is None:
+            return False
+        key = tuple(sorted(reading.labels.items()))
+        known = entry.events.get(key)
+        entry.events[key] = EventState(reading, (known.count if known else 0) + 1)
+        return True

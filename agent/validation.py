@@ -7,8 +7,12 @@ file and line through the Document, says which keys are allowed when a key is un
 
 from __future__ import annotations
 
+import ast
 import difflib
+import inspect
+import itertools
 import re
+import textwrap
 import types
 import typing
 from typing import Any, TypeVar
@@ -137,3 +141,18 @@ def validate(model: type[M], doc: Document, data: Any = None, prefix: Path_ = ()
             loc = _clean_loc(tuple(err["loc"]))
             errors.append(doc.error(prefix + loc, _message(model, {**err, "loc": loc})))
         raise ConfigErrors(errors) from None
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """The docstrings written under a class's attributes (`x: int = 1` then `\"\"\"...\"\"\"`),
+    so a dataclass documented where it is defined can be offered as configuration with the
+    same words."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, after in itertools.pairwise(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) \
+                and isinstance(after.value.value, str):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs

@@ -146,7 +146,7 @@ async def run(args: argparse.Namespace) -> dict:
         body = generate_latest(registry)
         renders.append((time.process_time() - r0, time.perf_counter() - rw))
     series = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
-    up = sum(1 for e in agent.state.devices.values() if e.last is not None and e.last.up)
+    up = sum(1 for e in agent.state.devices.values() if e.up)
     await agent.stop()
     return {
         "engine": args.engine, "devices": len(targets), "interval": args.interval,

@@ -57,7 +57,7 @@ class VigilClient:
             auth = SnmpAuth("3", username=user, auth_protocol=auth_protocol,
                             auth_password=auth_password, priv_protocol=priv,
                             priv_password=priv_password)
-        # the daemon's defaults (agent/scheduler.py job_for): 25 / 32 / 60, deadline 0.9 x 60 s
+        # the daemon's defaults (agent/plans.py snmp_job): 25 / 32 / 60, deadline 0.9 x 60 s
         limits = FetchLimits(25, 32, 60, True)
         self.jobs = [SnmpJob(f"dev{i}", Target(a, p, auth, args.timeout, args.retries),
                              args.profile, limits, 54.0) for i, (a, p) in enumerate(targets)]

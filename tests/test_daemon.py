@@ -174,7 +174,9 @@ def small_daemon(recordings_sim, tmp_path):
 
 def test_sighup_adopts_a_valid_config_without_losing_state(small_daemon, recordings_sim):
     daemon = small_daemon
-    before = daemon.sample("vigil_device_last_success_timestamp_seconds", device="deltaups")
+    before = daemon.wait_for(lambda: daemon.sample(
+        "vigil_device_last_success_timestamp_seconds", device="deltaups", collector="snmp"),
+        what="a first good poll of deltaups")
     write_config(daemon.config.parent, recordings_sim, ["deltaups", "hwg-poseidon"],
                  interval="1s")
     # keep the listen port: write_config picked a new one
@@ -184,7 +186,8 @@ def test_sighup_adopts_a_valid_config_without_losing_state(small_daemon, recordi
     daemon.wait_for(lambda: daemon.sample("vigil_device_up", device="hwg-poseidon") == 1,
                     what="the added device")
     assert daemon.sample("vigil_device_up", device="jetstream") is None  # removed
-    after = daemon.sample("vigil_device_last_success_timestamp_seconds", device="deltaups")
+    after = daemon.sample("vigil_device_last_success_timestamp_seconds", device="deltaups",
+                          collector="snmp")
     assert after is not None and after >= before  # kept, not reset
     assert daemon.sample("vigil_config_last_reload_successful") == 1
 
@@ -193,14 +196,15 @@ def test_sighup_refuses_an_invalid_config_and_keeps_polling(small_daemon):
     daemon = small_daemon
     inventory = daemon.config.parent / "inventory.yaml"
     inventory.write_text(inventory.read_text().replace("kind: switch", "kind: swtich"))
-    polls = daemon.sample("vigil_polls_total", kind="switch")
+    polls = daemon.sample("vigil_polls_total", kind="switch", collector="snmp")
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for(lambda: daemon.sample("vigil_config_last_reload_successful") == 0,
                     what="the failed reload")
     log = daemon.log.read_text()
     assert "inventory.yaml:5 devices[1].kind: 'swtich' is not allowed" in log
     assert "the running configuration stays in force" in log
-    daemon.wait_for(lambda: daemon.sample("vigil_polls_total", kind="switch") > polls,
+    daemon.wait_for(lambda: daemon.sample("vigil_polls_total", kind="switch",
+                                          collector="snmp") > polls,
                     what="polling to go on")
     assert daemon.proc.poll() is None
 

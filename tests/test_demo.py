@@ -175,12 +175,12 @@ def test_every_device_is_generated_and_read_by_its_profile(demo_config, communit
         async def poll_all():
             engine = make_engine("pysnmp")
             collector = SnmpCollector(engine, load_profiles())
-            from agent.scheduler import job_for
+            from agent.plans import snmp_job
             limit = asyncio.Semaphore(32)
 
             async def one(device):
                 async with limit:
-                    return device, await collector.poll(job_for(demo_config, device))
+                    return device, await collector.poll(snmp_job(demo_config, device))
             try:
                 return await asyncio.gather(*(one(d) for d in inventory.devices.values()))
             finally:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from agent import yamlfile
 from agent.validation import validate
 from agent.yamlfile import ConfigError, ConfigErrors, Document
+from collectors.traps.mapping import TrapDef
 from collectors.vocabulary import MetricSpec, VocabularyEntry, load_vocabulary
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "profiles"
@@ -246,6 +247,10 @@ class ProfileFile(_Model):
     match: Match = Field(default_factory=Match, description="Auto-detection rules.")
     priority: int = Field(0, description="Breaks ties between matching profiles (higher wins).")
     metrics: list[MetricDef] = Field(default_factory=list, description="The metrics.")
+    traps: list[TrapDef] = Field(
+        default_factory=list,
+        description="SNMP traps these devices send and the events they become (see "
+                    "docs/events-and-reachability.md).")
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Reachability: ICMP echo (unprivileged where the kernel allows it) and TCP connects."""

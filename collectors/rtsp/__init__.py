@@ -1,0 +1,1 @@
+"""RTSP probe of camera streams: OPTIONS/DESCRIBE, decode, video quality diagnosis."""
