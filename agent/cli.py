@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from agent.config import DEFAULT_CONFIG, Config, load_config
+from agent.plans import rtsp_overload
 from agent.yamlfile import ConfigError, ConfigErrors
 
 CONFIG_OPTION = click.option(
@@ -104,11 +105,14 @@ def check(config_path: Path) -> None:
                f"profiles, {len(config.profiles.catalogue)} metrics, SNMP engine "
                f"{config.settings.snmp.engine}")
     v2 = sorted({d.credentials or "" for d in inventory.devices.values()
-                 if config.credentials[d.credentials or ""].version != "3"})
+                 if d.polls_snmp and config.credentials[d.credentials or ""].version != "3"})
     if v2:
         names = ", ".join(v2[:5]) + (f" and {len(v2) - 5} more" if len(v2) > 5 else "")
         click.echo(f"  note: credentials {names} use SNMP v1/v2c (community in clear text); "
                    f"prefer v3 authPriv with SHA-2 and AES where devices support it")
+    overload = rtsp_overload(config)
+    if overload:
+        click.echo(f"  warning: {overload}")
 
 
 def _width(text: str) -> int:
@@ -297,6 +301,9 @@ def docs(what: str) -> None:
 @click.option("--prometheus-port", type=click.IntRange(1, 65535), default=9090,
               show_default=True, help="Prometheus listens on 127.0.0.1:PORT.")
 @click.option("--no-prometheus", is_flag=True, help="Run only the devices and the agent.")
+@click.option("--trap-port", type=click.IntRange(1, 65535), metavar="PORT",
+              help="UDP port of the agent's trap receiver (on the --listen host). Default: "
+                   "config/demo/agent.yaml's (1162).")
 @click.option("--timeline-scale", type=click.FloatRange(0.05, 100), default=1.0,
               show_default=True,
               help="Multiply the times of the scripted events: 0.25 plays the 8-minute "
@@ -307,24 +314,28 @@ def docs(what: str) -> None:
               help="The demo configuration (agent.yaml, inventory.yaml, credentials.yaml). "
                    "Default: the repository's config/demo.")
 def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus: bool,
-         timeline_scale: float, duration: float | None, config_dir: Path | None) -> None:
+         trap_port: int | None, timeline_scale: float, duration: float | None,
+         config_dir: Path | None) -> None:
     """Run the demo district: ~220 simulated devices, the agent, and Prometheus.
 
     Generates the district of config/demo (8 community sites and the branch machine room:
     152 PTZ and 20 fixed cameras, NVRs, PoE switches, a core switch, UPS units, SPD and
     environment monitors), serves every device from snmpsim on its own loopback address,
-    runs the agent (`vigil run`) polling them every 15 s and Prometheus (Debian package
-    `prometheus`) scraping the agent, and prints the URLs to open. Scripted events make it
-    change: a UPS goes on battery and back, a camera and a street cabinet drop off the
-    network, lightning trips an SPD. Ctrl-C stops everything and leaves no process behind.
+    every camera's ONVIF service from the ONVIF simulator and its stream from a GStreamer
+    RTSP server (a few cameras faulty: wrong clock, frozen, black, blurred, covered, PTZ
+    error, no picture, wrong stream password, ONVIF hung), runs the agent (`vigil run`)
+    polling them and Prometheus (Debian package `prometheus`) scraping the agent, and prints
+    the URLs to open. Scripted events make it change: a UPS goes on battery (and traps) and
+    back, a camera and a street cabinet drop off the network, lightning trips an SPD, a
+    camera is covered. Ctrl-C stops everything and leaves no process behind.
     """
     from agent.demo.run import DEFAULT_CONFIG_DIR, DemoOptions
     from agent.demo.run import run as run_demo
 
     sys.exit(run_demo(DemoOptions(
         workdir=workdir, config_dir=config_dir or DEFAULT_CONFIG_DIR, listen=listen,
-        prometheus=not no_prometheus, prometheus_port=prometheus_port, duration=duration,
-        scale=timeline_scale)))
+        prometheus=not no_prometheus, prometheus_port=prometheus_port, trap_port=trap_port,
+        duration=duration, scale=timeline_scale)))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ def load_config(path: Path) -> Config:
     doc = yamlfile.load(path)
     settings = validate(Settings, doc)
     base = path.parent
+    settings = settings.model_copy(
+        update={"state_dir": str(_resolve(base, settings.state_dir)[0])})
     errors: list[ConfigError] = []
 
     credentials: dict[str, SnmpAuth | Login] = {}

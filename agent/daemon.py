@@ -27,7 +27,7 @@ from agent.events import Events, trap_counters
 from agent.evidence import EvidenceStore
 from agent.exporter import AgentMetrics, StateCollector, TrapCounters
 from agent.http import make_app
-from agent.plans import video_thresholds
+from agent.plans import rtsp_overload, video_thresholds
 from agent.scheduler import PollScheduler
 from agent.state import State
 from agent.yamlfile import ConfigError, ConfigErrors
@@ -108,6 +108,9 @@ class Agent:
             if forget is not None:
                 forget(plan.device)
         await self.events.apply(config)
+        overload = rtsp_overload(config)
+        if overload:
+            log.warning("%s", overload)
         self.evidence.per_device = config.settings.evidence_per_device
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())

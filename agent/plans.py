@@ -87,26 +87,40 @@ def plans_for(config: Config, device: Device, state: State) -> list[Plan]:
         plans.append(_rtsp_plan(config, device, state))
     reach = device.reachability
     if settings.reachability.enabled and (reach is None or reach.enabled):
-        from collectors.reach.collector import ReachJob
-
-        ports = reach.tcp_ports if reach is not None and reach.tcp_ports is not None \
-            else _service_ports(device)
-        icmp = reach.icmp if reach is not None and reach.icmp is not None \
-            else settings.reachability.icmp
-        interval = settings.reachability.interval
-        job = ReachJob(device=device.id, address=device.address, tcp_ports=tuple(ports),
-                       icmp=icmp, count=settings.reachability.count,
-                       timeout=settings.reachability.timeout, deadline=interval * ratio)
-        plans.append(Plan(device.id, "reach", interval, job, _fixed(job)))
+        plans.append(_reach_plan(config, device, state))
     return plans
 
 
-def _service_ports(device: Device) -> list[int]:
+def _reach_plan(config: Config, device: Device, state: State) -> Plan:
+    """ICMP and TCP connects. Unless the inventory lists the ports, they are the device's
+    ONVIF port and its stream's RTSP port: the stream URL's, or else the one in the URI the
+    camera gave over ONVIF (554 until it has)."""
+    from collectors.reach.collector import ReachJob
+
+    settings = config.settings.reachability
+    reach = device.reachability
+    icmp = reach.icmp if reach is not None and reach.icmp is not None else settings.icmp
+    interval = settings.interval
+    listed = reach.tcp_ports if reach is not None else None
+
+    def make_job() -> ReachJob:
+        ports = listed if listed is not None else _service_ports(device, state)
+        return ReachJob(device=device.id, address=device.address, tcp_ports=tuple(ports),
+                        icmp=icmp, count=settings.count, timeout=settings.timeout,
+                        deadline=interval * config.settings.schedule.poll_deadline_ratio)
+
+    signature = (device.address, listed, device.onvif, device.rtsp, icmp, interval,
+                 settings.count, settings.timeout)
+    return Plan(device.id, "reach", interval, signature, make_job)
+
+
+def _service_ports(device: Device, state: State) -> list[int]:
     ports = []
     if device.onvif is not None:
         ports.append(device.onvif.port)
     if device.rtsp is not None:
-        ports.append(_rtsp_port(device.rtsp.url))
+        url = device.rtsp.url or stream_uri(state, device.id, device.rtsp.profile)
+        ports.append(_rtsp_port(url))
     return sorted(set(ports))
 
 
@@ -124,6 +138,25 @@ def rtsp_interval(config: Config) -> float:
     settings = config.settings.rtsp
     streams = sum(1 for d in config.inventory.devices.values() if d.rtsp is not None and d.enabled)
     return max(settings.min_interval, 60.0 * streams / settings.cameras_per_minute)
+
+
+def rtsp_overload(config: Config) -> str | None:
+    """A warning when the sampling rate asks for more probes than the decode slots can do
+    (a probe holds its slot for about decode_seconds plus a second of set-up and checks):
+    probes would queue and each camera would be seen later than planned."""
+    settings = config.settings.rtsp
+    streams = sum(1 for d in config.inventory.devices.values() if d.rtsp is not None and d.enabled)
+    if not streams or not settings.decode_seconds:
+        return None
+    wanted = 60.0 * streams / rtsp_interval(config)
+    capacity = 60.0 * settings.max_decodes / (settings.decode_seconds + 1.0)
+    if wanted <= capacity:
+        return None
+    return (f"rtsp: {wanted:.0f} stream probes per minute planned ({streams} streams, "
+            f"cameras_per_minute {settings.cameras_per_minute:g}) but {settings.max_decodes} "
+            f"decode slots of about {settings.decode_seconds + 1.0:g} s each do about "
+            f"{capacity:.0f}: probes will queue and run late. Raise rtsp.max_decodes, or lower "
+            f"rtsp.cameras_per_minute or rtsp.decode_seconds")
 
 
 def _rtsp_plan(config: Config, device: Device, state: State) -> Plan:

@@ -4,8 +4,9 @@
 - first polls spread over one interval by a hash of the plan's key, so a thousand devices
   are not polled in the same millisecond, and the spread is the same after every restart;
 - at most one poll of a plan at a time (`max_instances=1`; a skipped run is counted);
-- at most `max_concurrent_polls` polls in flight; each poll has a deadline shorter than its
-  interval, so a dead or slow device holds a slot only for its own timeout;
+- at most `max_concurrent_polls` polls in flight per collector (so stream probes queued for
+  a decode slot never starve SNMP polls of theirs); each poll has a deadline shorter than
+  its interval, so a dead or slow device holds a slot only for its own timeout;
 - a reload re-plans only what changed; the rest keep their rhythm.
 """
 
@@ -30,6 +31,7 @@ from agent.state import State
 from collectors.reading import PollResult
 
 log = logging.getLogger("vigil.scheduler")
+JOB_RETRY = 5.0  # seconds between looks at a plan that has nothing to poll yet
 
 
 class Collector(Protocol):
@@ -46,7 +48,7 @@ class PollScheduler:
         self.plans: dict[str, Plan] = {}
         self.starts: dict[str, float] = {}
         self.limit = 64
-        self.semaphore = asyncio.Semaphore(self.limit)
+        self.semaphores: dict[str, asyncio.Semaphore] = {}  # per collector
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -60,7 +62,7 @@ class PollScheduler:
         self.collectors = collectors
         limit = config.settings.schedule.max_concurrent_polls
         if limit != self.limit:  # polls in flight finish under the old limit
-            self.semaphore = asyncio.Semaphore(limit)
+            self.semaphores = {}
             self.limit = limit
         now = time.time()
         wanted = {plan.key: plan for plan in plans(config, self.state)}
@@ -106,7 +108,20 @@ class PollScheduler:
         runs = max(0, int((time.time() - start) // plan.interval))
         scheduled = start + runs * plan.interval
         try:
-            async with self.semaphore:
+            # nothing to poll yet (e.g. the stream URI ONVIF has not told): look again every
+            # few seconds for half an interval, rather than wait a whole one
+            waited_until = time.monotonic() + plan.interval / 2
+            while plan.make_job() is None:
+                if time.monotonic() >= waited_until:
+                    return
+                await asyncio.sleep(min(JOB_RETRY, plan.interval / 4))
+                plan = self.plans.get(key)
+                if plan is None:
+                    return
+            semaphore = self.semaphores.get(plan.collector)
+            if semaphore is None:
+                semaphore = self.semaphores[plan.collector] = asyncio.Semaphore(self.limit)
+            async with semaphore:
                 self.metrics.lag.observe(max(0.0, time.time() - scheduled))
                 await self.poll(plan.device, plan.collector)
         except asyncio.CancelledError:

@@ -86,8 +86,9 @@ class Schedule(Strict):
         description="Poll interval per device kind, e.g. `{ups: 30s, ptz_camera: 60s}`.")
     max_concurrent_polls: int = Field(
         64, ge=1, le=10000,
-        description="Most device polls in flight at once. Bounds sockets and memory; a dead "
-                    "device holds a slot only until its timeout.")
+        description="Most device polls in flight at once, per collector (snmp, onvif, rtsp, "
+                    "reach). Bounds sockets and memory; a dead device holds a slot only until "
+                    "its timeout.")
     poll_deadline_ratio: float = Field(
         0.9, gt=0, le=1,
         description="A poll is abandoned (up=0, reason timeout) after this share of its "

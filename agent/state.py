@@ -9,10 +9,13 @@ renderer) always sees whole results.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from agent.inventory import Device, Inventory
 from collectors.reading import PollResult, Reading
+
+log = logging.getLogger("vigil.state")
 
 
 @dataclass
@@ -69,12 +72,18 @@ class State:
         entry = self.devices.get(result.device)
         if entry is None:  # removed from the inventory while its poll was in flight
             return
+        before = entry.results.get(result.collector)
         entry.results[result.collector] = result
         if result.up:
             entry.good[result.collector] = result
             entry.failures[result.collector] = 0
+            if before is not None and not before.up:
+                log.info("%s %s: up again", result.device, result.collector)
         else:
             entry.failures[result.collector] = entry.failures.get(result.collector, 0) + 1
+            if before is None or before.up or before.reason != result.reason:
+                log.warning("%s %s: down (%s: %s)", result.device, result.collector,
+                            result.reason, result.detail)
 
     def record_event(self, reading: Reading) -> bool:
         """Keep an event reading (the EventSink of trap and ONVIF event receivers).

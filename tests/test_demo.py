@@ -12,14 +12,18 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from agent.config import load_config
-from agent.demo.generate import check_addresses, generate
+from agent.demo import cameras
+from agent.demo.generate import check_addresses, downstream, generate
+from agent.demo.scenario import Scenario
 from agent.demo.snmprec import Records, write_snapshots
+from agent.demo.traps import encode_trap
 from collectors.snmp.collector import SnmpCollector
 from collectors.snmp.engine import SnmpAuth, SnmpError, Target, make_engine
 from collectors.snmp.profile import load_profiles
@@ -34,6 +38,7 @@ SITE_NUMBER = {"dh": 1, "xs": 2, "ny": 3, "by": 4, "cq": 5, "xh": 6, "hp": 7, "g
 @pytest.fixture
 def community(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("VIGIL_DEMO_COMMUNITY", COMMUNITY)
+    monkeypatch.setenv(cameras.PASSWORD_ENV, cameras.DEFAULT_PASSWORD)
     return COMMUNITY
 
 
@@ -45,18 +50,22 @@ def demo_config(community):
 # -- the configuration -------------------------------------------------------------------------
 
 def test_vigil_check_accepts_the_demo_config():
-    env = {**os.environ, "VIGIL_DEMO_COMMUNITY": COMMUNITY}
+    env = {**os.environ, "VIGIL_DEMO_COMMUNITY": COMMUNITY,
+           cameras.PASSWORD_ENV: cameras.DEFAULT_PASSWORD}
     out = subprocess.run(CHECK, capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "216 devices in 9 sites" in out.stdout
     assert "20 fixed_camera" in out.stdout and "152 ptz_camera" in out.stdout
+    assert "warning" not in out.stdout     # e.g. the stream probes fit their decode slots
 
 
 def test_the_committed_credentials_hold_no_secret():
-    env = {k: v for k, v in os.environ.items() if k != "VIGIL_DEMO_COMMUNITY"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIGIL_DEMO_COMMUNITY", cameras.PASSWORD_ENV)}
     out = subprocess.run(CHECK, capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 1
     assert "VIGIL_DEMO_COMMUNITY is not set" in out.stderr
+    assert f"{cameras.PASSWORD_ENV} is not set" in out.stderr
 
 
 def test_the_district_is_the_one_of_the_contract(demo_config):
@@ -104,6 +113,75 @@ def test_the_district_is_the_one_of_the_contract(demo_config):
             assert at.id == core[0].id, d.id
     undeclared = sum(d.profile is None for d in devices)
     assert undeclared >= 0.9 * len(inventory.devices)       # auto-detection is exercised
+
+
+def test_every_camera_answers_onvif_and_rtsp_and_each_fault_is_there_once(demo_config):
+    """The simulators' configurations follow the inventory: every camera on its own address,
+    ONVIF 8080 and RTSP 8554 with the demo login; each kind of camera fault on one camera."""
+    inventory = demo_config.inventory
+    onvif = cameras.onvif_config(inventory)["cameras"]
+    rtsp = cameras.rtsp_config(inventory)["endpoints"]
+    ids = [d.id for d in inventory.devices.values() if d.kind.endswith("_camera")]
+    assert [c["name"] for c in onvif] == ids and len(rtsp) == 172
+    assert {(c["address"], c["port"]) for c in onvif} == \
+        {(inventory.devices[i].address, 8080) for i in ids}
+    assert {(e["address"], e["port"]) for e in rtsp} == \
+        {(inventory.devices[i].address, 8554) for i in ids}
+    by_id = {c["name"]: c for c in onvif}
+    assert {c["vendor"] for c in onvif} == {"hikvision", "axis", "dahua"}
+    assert by_id["ptz-dh-01"]["model"] == inventory.devices["ptz-dh-01"].labels["model"]
+    assert all(c["ptz"] == (inventory.devices[c["name"]].kind == "ptz_camera") for c in onvif)
+    faults, notes = cameras.faults_in(inventory)
+    assert not notes and len({f.device for f in faults}) == len(faults) == 10
+    pictures = [e["mounts"][0]["kind"] for e in rtsp]
+    for kind in ("frozen", "black", "blurred", "color_cast", "occluded", "no_frames"):
+        assert pictures.count(kind) == 1, kind
+    assert pictures.count("good") == 172 - 6
+    wrong = [e for e in rtsp if e["password"] != cameras.DEFAULT_PASSWORD]
+    assert [e["address"] for e in wrong] == [inventory.devices["fix-gm-01"].address]
+    clock = by_id["ptz-dh-03"]
+    assert clock["clock_offset"] == 10800 and clock["ntp"] is False
+    assert by_id["ptz-gm-06"]["ptz_error"]
+    # the URI ONVIF gives is one the RTSP server serves
+    for c in onvif[:3]:
+        path = c["stream_uri"].split("8554", 1)[1]
+        endpoint = next(e for e in rtsp if e["address"] == c["address"])
+        assert endpoint["mounts"][0]["path"] == path
+
+
+def test_timeline_actions_switch_onvif_faults_and_send_traps(demo_config):
+    """The timeline silences the dropped cameras' ONVIF service for exactly their window,
+    hangs one camera's ONVIF service, covers one, and the UPS traps on mains lost and back."""
+    inventory = demo_config.inventory
+    plan = Scenario().plan(1000.0, 1.0, dict(inventory.devices), downstream(inventory))
+    cameras.add_to_plan(plan, inventory)
+    assert [a.at for a in plan.actions] == sorted(a.at for a in plan.actions)
+    silenced = [(a.device, a.at, a.args["mode"]) for a in plan.actions
+                if a.kind == "onvif" and a.args.get("action") == "fault"]
+    assert ("ptz-cq-05", 90.0, "silent") in silenced and ("ptz-cq-05", 255.0, None) in silenced
+    cabinet = [d.id for d in inventory.devices.values()
+               if d.uplink and d.uplink.switch == "sw-xh-3"]
+    assert all((d, 285.0, "silent") in silenced and (d, 450.0, None) in silenced
+               for d in cabinet)
+    assert ("ptz-by-09", 210.0, "silent") in silenced
+    assert ("ptz-by-09", 400.0, None) in silenced
+    events = [a for a in plan.actions if a.args.get("action") == "event"]
+    assert [(a.device, a.args["kind"], a.args["state"]) for a in events] == \
+        [("ptz-hp-04", "tampering", True)]
+    traps = [(a.device, a.at, a.args["oid"]) for a in plan.actions if a.kind == "trap"]
+    assert traps == [("ups-dh", 60.0, "1.3.6.1.2.1.33.2.1"),
+                     ("ups-dh", 240.0, "1.3.6.1.2.1.33.2.4")]
+    # the trap is a well-formed SNMPv2c message (decoded by pysnmp's own API)
+    from pyasn1.codec.ber import decoder
+    from pysnmp.proto import api
+    v2c = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    message, _ = decoder.decode(encode_trap("c", "1.3.6.1.2.1.33.2.4", [
+        ["1.3.6.1.2.1.33.1.6.2.1.2.1", "oid", "1.3.6.1.2.1.33.1.6.3.2"]], 12.5),
+        asn1Spec=v2c.Message())
+    binds = [(str(o), v.prettyPrint()) for o, v in
+             v2c.apiTrapPDU.get_varbinds(v2c.apiMessage.get_pdu(message))]
+    assert binds == [("1.3.6.1.2.1.1.3.0", "1250"), ("1.3.6.1.6.3.1.1.4.1.0", "1.3.6.1.2.1.33.2.4"),
+                     ("1.3.6.1.2.1.33.1.6.2.1.2.1", "1.3.6.1.2.1.33.1.6.3.2")]
 
 
 # -- the generated devices ---------------------------------------------------------------------
@@ -271,7 +349,8 @@ def _value(url: str, expr: str) -> float | None:
 
 def test_vigil_demo_end_to_end(demo_config, tmp_path):
     """`vigil demo` with Prometheus, the timeline played 5x faster: every device is scraped,
-    the scripted events show in Prometheus, and SIGINT leaves no process behind."""
+    the scripted events show in Prometheus, every camera fault is seen on its camera and on
+    no healthy one, and SIGINT leaves no process behind."""
     peers.program("prometheus", "/usr/bin")
     busy = [f"{a}:{p}" for a, p in check_addresses(demo_config.inventory) if not _udp_free(a, p)]
     if busy:
@@ -279,10 +358,12 @@ def test_vigil_demo_end_to_end(demo_config, tmp_path):
     agent_port, prom_port = peers.free_port(socket.SOCK_STREAM), peers.free_port(socket.SOCK_STREAM)
     work = tmp_path / "demo"
     scale = 0.2     # UPS on battery 12-48 s, camera 18-51 s, SPD 30 s, cabinet 57-90 s
+    trap_port = peers.free_port()
     args = [sys.executable, "-m", "agent.cli", "demo", "--workdir", str(work),
             "--listen", f"127.0.0.1:{agent_port}", "--prometheus-port", str(prom_port),
-            "--timeline-scale", str(scale)]
-    env = {k: v for k, v in os.environ.items() if k != "VIGIL_DEMO_COMMUNITY"}  # the demo sets it
+            "--trap-port", str(trap_port), "--timeline-scale", str(scale)]
+    env = {k: v for k, v in os.environ.items()        # the demo sets them
+           if k not in ("VIGIL_DEMO_COMMUNITY", cameras.PASSWORD_ENV)}
     log = tmp_path / "demo.out"
     started = time.time()
     with peers.child(args, log, env) as proc:
@@ -294,7 +375,8 @@ def test_vigil_demo_end_to_end(demo_config, tmp_path):
         state = json.loads(state_file.read_text())
         url, t0, roles = state["prometheus"], state["t0"], state["roles"]
         pids = list(state["pids"].values())
-        assert len(pids) == 3 and state["devices"] == len(demo_config.inventory.devices)
+        assert set(state["pids"]) == {"snmpsim", "onvif", "rtsp", "agent", "prometheus"}
+        assert state["devices"] == len(demo_config.inventory.devices)
         ready = time.time() - started
 
         def wait_until(offset: float) -> None:
@@ -333,6 +415,7 @@ def test_vigil_demo_end_to_end(demo_config, tmp_path):
         assert _value(url, 'sum(increase(vigil_interface_received_bytes_total{device="sw-core"}'
                            '[1m]))') > 1e6                                        # traffic
         assert _value(url, "count(vigil_device_up == 1)") >= len(ids) - 1      # all back
+        _cameras_as_scripted(url, state["agent"], roles, span)
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(30)
@@ -342,6 +425,53 @@ def test_vigil_demo_end_to_end(demo_config, tmp_path):
     for pid in pids:
         assert not _alive(pid), f"pid {pid} still runs after the demo stopped"
     assert time.time() - started < 180, f"took {time.time() - started:.0f}s (ready in {ready:.0f}s)"
+
+
+def _cameras_as_scripted(url: str, agent: str, roles: dict[str, str], span: str) -> None:
+    """Each camera fault of agent/demo/cameras.py, seen on its camera and no healthy one."""
+    faulty = {roles[r] for r in roles if r.startswith("camera_") and r != "camera_down"}
+    assert len(faulty) == 10, roles
+    probed = _value(url, "count(vigil_rtsp_describe_seconds)")
+    assert probed >= 130, f"only {probed} of 172 streams probed"  # spread over 115 s
+
+    def devices(expr: str) -> set[str]:
+        return {r["metric"]["device"] for r in _query(url, expr)}
+
+    clock = roles["camera_clock"]
+    assert 10740 < _value(url, f'vigil_onvif_clock_offset_seconds{{device="{clock}"}}') < 10860
+    assert _value(url, f'vigil_onvif_clock_ntp{{device="{clock}"}}') == 0
+    assert devices("abs(vigil_onvif_clock_offset_seconds) > 60") == {clock}
+    for role, metric in (("camera_frozen", "frozen"), ("camera_black", "dark"),
+                         ("camera_blurred", "blurred"), ("camera_color_cast", "color_cast"),
+                         ("camera_occluded", "occluded"), ("camera_no_frames", "signal_lost")):
+        found = devices(f"max_over_time(vigil_video_{metric}{span}) == 1")
+        assert roles[role] in found and not found - faulty, (metric, found)
+    assert devices("vigil_onvif_ptz_error == 1") == {roles["camera_ptz_error"]}
+    assert devices('vigil_device_down_reason{collector="rtsp",reason="auth"} == 1') == \
+        {roles["camera_rtsp_auth"]}
+    assert devices('vigil_device_down_reason{collector="rtsp",reason="no_frames"} == 1') == \
+        {roles["camera_no_frames"]}
+    # the hung ONVIF service: down for a while, its stream and TCP port up all along
+    hung = roles["camera_onvif_hang"]
+    assert _value(url, f'max_over_time(vigil_device_down_reason{{device="{hung}",'
+                       f'collector="onvif",reason="timeout"}}{span})') == 1
+    assert _value(url, f'min_over_time(vigil_reach_tcp_up{{device="{hung}",port="8080"}}'
+                       f'{span})') == 1
+    assert _value(url, f'min_over_time(vigil_reach_icmp_up{{device="{hung}"}}{span})') in (1, None)
+    assert _value(url, f'vigil_collector_up{{device="{hung}",collector="onvif"}}') == 1  # back
+    # pushed events: the covered camera's tampering, the UPS's trap
+    assert devices('vigil_event{event="tampering"} == 1') == {roles["camera_occluded"]}
+    ups = roles["ups_on_battery"]
+    assert _value(url, f'max_over_time(vigil_event{{device="{ups}",event="ups_on_battery",'
+                       f'source="trap"}}{span})') == 1
+    assert _value(url, f'vigil_event{{device="{ups}",event="ups_on_battery"}}') == 0
+    # the frame that showed the frozen picture is evidence, served by the agent
+    frozen = roles["camera_frozen"]
+    with urllib.request.urlopen(f"{agent}/evidence/{frozen}", timeout=10) as response:
+        files = json.load(response)
+    assert files and files[0]["name"].endswith(".jpg")
+    with urllib.request.urlopen(agent + files[0]["url"], timeout=10) as response:
+        assert response.read(3) == b"\xff\xd8\xff"
 
 
 def _alive(pid: int) -> bool:

@@ -89,3 +89,59 @@ def test_dead_devices_hold_slots_only_until_their_deadline(recordings_sim, tmp_p
     # the live devices were polled again and again beside the dead ones
     assert agent.registry.get_sample_value("vigil_polls_total",
                                            {"kind": "ups", "collector": "snmp"}) >= 2
+
+
+def test_each_collector_has_its_own_slots_and_a_plan_without_a_job_is_looked_at_again(
+        monkeypatch):
+    """A stream probe waiting (for a decoder) holds an rtsp slot, never the snmp one; and a
+    plan with nothing to poll yet (no stream URI known) is looked at again within seconds,
+    not a whole interval later."""
+    from prometheus_client import CollectorRegistry
+
+    from agent import scheduler as scheduler_module
+    from agent.exporter import AgentMetrics
+    from agent.plans import Plan
+    from agent.scheduler import PollScheduler
+    from agent.state import State
+    from collectors.reading import PollResult
+
+    monkeypatch.setattr(scheduler_module, "JOB_RETRY", 0.05)
+    polled: list[str] = []
+
+    class Waiting:
+        def __init__(self) -> None:
+            self.release = asyncio.Event()
+
+        async def poll(self, job: str) -> PollResult:
+            await self.release.wait()
+            polled.append(job)
+            return PollResult(job, time.time(), 0.0, True, collector="rtsp")
+
+    class Quick:
+        async def poll(self, job: str) -> PollResult:
+            polled.append(job)
+            return PollResult(job, time.time(), 0.0, True, collector="snmp")
+
+    async def run() -> float:
+        scheduler = PollScheduler(State(), AgentMetrics(CollectorRegistry()))
+        scheduler.limit = 1
+        waiting = Waiting()
+        scheduler.collectors = {"rtsp": waiting, "snmp": Quick()}
+        answers = iter([None, None, None])
+        scheduler.plans = {
+            "cam/rtsp": Plan("cam", "rtsp", 60.0, 1, lambda: "cam"),
+            "sw/snmp": Plan("sw", "snmp", 60.0, 2, lambda: next(answers, "sw"))}
+        scheduler.starts = {key: time.time() for key in scheduler.plans}
+        probe = asyncio.create_task(scheduler._run("cam/rtsp"))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await asyncio.wait_for(scheduler._run("sw/snmp"), 5)
+        took = time.monotonic() - started
+        assert polled == ["sw"]             # polled while the probe holds its own slot
+        waiting.release.set()
+        await probe
+        assert polled == ["sw", "cam"]
+        return took
+
+    took = asyncio.run(run())
+    assert 0.1 <= took < 2.0                # three looks at 0.05 s, not a 60 s interval

@@ -1,21 +1,28 @@
 """`vigil demo`: the demo district, from nothing to a running agent and Prometheus.
 
-1. Sets VIGIL_DEMO_COMMUNITY (the community of config/demo/credentials.yaml) if unset.
+1. Sets VIGIL_DEMO_COMMUNITY and VIGIL_DEMO_CAMERA_PASSWORD (the secrets config/demo/
+   credentials.yaml refers to) if unset.
 2. Writes `<workdir>/agent.yaml` (config/demo/agent.yaml with absolute paths back to the
-   inventory and credentials, `--listen` applied) and checks the whole configuration.
-3. Generates the simulated devices into `<workdir>/data` (agent/demo/generate.py).
+   inventory and credentials, `--listen` and `--trap-port` applied) and checks the whole
+   configuration.
+3. Generates the simulated devices into `<workdir>/data` (agent/demo/generate.py) and the
+   cameras' ONVIF and RTSP configurations (agent/demo/cameras.py).
 4. Starts snmpsim (one process, one endpoint per device; agent/demo/responder.py) and waits
-   until it answers; then the agent (`vigil run`) and waits for /-/ready; then Prometheus
-   (the Debian binary) scraping the agent every 15 s, and waits for it.
-5. Prints what runs, the URLs to open and the timeline; announces each event as it happens.
+   until it answers; the ONVIF simulator (one process, one socket per camera) and the RTSP
+   server (GStreamer, with Debian's python3; skipped with a warning when it cannot run), and
+   waits for them; then the agent (`vigil run`) and waits for /-/ready; then Prometheus (the
+   Debian binary) scraping the agent every 15 s, and waits for it.
+5. Prints what runs, the URLs to open and the timeline; announces each event as it happens
+   and performs the timeline's actions (traps sent, ONVIF faults switched on and off).
 6. On Ctrl-C / SIGTERM (or after --duration) stops every child by PID: SIGTERM, SIGKILL after
    a grace period. A child that dies early is reported (with the end of its log) and
    everything stops. Children run in their own sessions and get SIGTERM from the kernel
    should this process die without cleaning up (PR_SET_PDEATHSIG).
 
-Everything the demo writes is in the work directory: data, snmpsim index cache, logs
-(snmpsim.log, agent.log, prometheus.log), Prometheus' storage, and demo.json (the PIDs, URLs
-and timeline, for scripts and tests).
+Everything the demo writes is in the work directory: data, snmpsim index cache, the camera
+configurations, logs (snmpsim.log, onvif.log, rtsp.log, agent.log, prometheus.log), the agent's
+state (evidence frames), Prometheus' storage, and demo.json (the PIDs, URLs, roles and
+timeline, for scripts and tests).
 """
 
 from __future__ import annotations
@@ -39,8 +46,10 @@ from pathlib import Path
 import yaml
 
 from agent.config import load_config
+from agent.demo import cameras
 from agent.demo.generate import DemoError, Generated, check_addresses, generate
-from agent.demo.scenario import describe
+from agent.demo.scenario import Action, describe
+from agent.demo.traps import send_trap
 from agent.yamlfile import ConfigError, ConfigErrors
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -49,6 +58,10 @@ COMMUNITY_ENV = "VIGIL_DEMO_COMMUNITY"
 DEFAULT_COMMUNITY = "vigil-demo"
 GRACE = 10.0
 PROMETHEUS_PATHS = ("/usr/bin/prometheus", "/usr/local/bin/prometheus")
+SYSTEM_PYTHON = "/usr/bin/python3"     # Debian's: the one with python3-gi for GStreamer
+RTSP_SERVER = REPO / "agent" / "demo" / "rtsp_server.py"
+RTSP_DEBIAN = ("python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp "
+               "gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly")
 
 QUERIES = [
     ("devices up per site", "sum by (site) (vigil_device_up)", 0),
@@ -63,6 +76,12 @@ QUERIES = [
     ("lightning strikes counted (1 h)",
      'increase(vigil_input_pulses_total{input=~"SPD[0-9]+-CNT( .*)?"}[1h]) > 0', 1),
     ("PoE budget used", "vigil_poe_consumption_watts / vigil_poe_budget_watts", 0),
+    ("camera clocks off by more than a minute", "abs(vigil_onvif_clock_offset_seconds) > 60", 1),
+    ("picture faults", '{__name__=~"vigil_video_(frozen|dark|blurred|color_cast|occluded|'
+                       'signal_lost|overexposed|low_contrast)"} == 1', 1),
+    ("PTZ errors", "vigil_onvif_ptz_error == 1", 1),
+    ("collectors down, and why", "vigil_device_down_reason == 1", 1),
+    ("pushed events (traps, ONVIF)", "vigil_event", 1),
 ]
 
 
@@ -73,6 +92,7 @@ class DemoOptions:
     listen: str | None = None
     prometheus: bool = True
     prometheus_port: int = 9090
+    trap_port: int | None = None
     duration: float | None = None
     scale: float = 1.0
 
@@ -252,6 +272,9 @@ def _agent_yaml(options: DemoOptions, workdir: Path) -> tuple[Path, str]:
     if options.listen:
         settings["listen"] = options.listen
     listen = str(settings.get("listen", "127.0.0.1:9830"))
+    traps = settings.get("traps") or {}
+    if options.trap_port and traps.get("enabled"):
+        traps["listen"] = f"{listen.rpartition(':')[0]}:{options.trap_port}"
     target = workdir / "agent.yaml"
     header = (f"# Written by `vigil demo` from {source}; rewritten at every start.\n")
     target.write_text(header + yaml.safe_dump(settings, allow_unicode=True, sort_keys=False),
@@ -305,6 +328,7 @@ def _run(demo: Demo) -> int:
     options, workdir = demo.options, demo.workdir
     start = time.time()
     community = os.environ.setdefault(COMMUNITY_ENV, DEFAULT_COMMUNITY)
+    cameras.password()   # sets VIGIL_DEMO_CAMERA_PASSWORD if unset
     workdir.mkdir(parents=True, exist_ok=True)
     leftovers = _previous_run(workdir)
     if leftovers:
@@ -339,9 +363,12 @@ def _run(demo: Demo) -> int:
         raise DemoError(f"127.0.0.1:{options.prometheus_port} is in use: choose another "
                         f"with --prometheus-port, or run with --no-prometheus")
     endpoints = check_addresses(inventory)
-    busy = [f"{a}:{p}" for a, p in endpoints if not _port_free(a, p, socket.SOCK_DGRAM)]
+    trap_target = _trap_target(config)
+    busy = [f"UDP {a}:{p}" for a, p in [*endpoints, *([trap_target] if trap_target else [])]
+            if not _port_free(a, p, socket.SOCK_DGRAM)]
+    busy += [f"TCP {a}:{p}" for a, p in cameras.endpoints(inventory) if not _port_free(a, p)]
     if busy:
-        raise DemoError(f"UDP {', '.join(busy[:3])}{' ...' if len(busy) > 3 else ''} in use: "
+        raise DemoError(f"{', '.join(busy[:3])}{' ...' if len(busy) > 3 else ''} in use: "
                         f"is another demo running?")
 
     # simulated devices
@@ -357,6 +384,8 @@ def _run(demo: Demo) -> int:
                              progress=lambda d, n: demo.progress("devices", d, n))
     except (ValueError, RuntimeError, OSError) as exc:
         raise DemoError(str(exc)) from None
+    cameras.add_to_plan(generated.plan, inventory)
+    onvif_json, rtsp_json = cameras.write_configs(inventory, workdir)
     cache = workdir / "snmpsim-cache"
     shutil.rmtree(cache, ignore_errors=True)
     env = {**os.environ, COMMUNITY_ENV: community}
@@ -366,7 +395,8 @@ def _run(demo: Demo) -> int:
     args = [sys.executable, "-m", "agent.demo.responder", f"--data-dir={generated.data_dir}",
             f"--cache-dir={cache}", f"--logging-method=file:{workdir / 'snmpsim.log'}",
             "--log-level=error", *(f"--agent-udpv4-endpoint={a}:{p}" for a, p in endpoints)]
-    for log in ("snmpsim.log", "snmpsim.out", "agent.log", "prometheus.log"):
+    for log in ("snmpsim.log", "snmpsim.out", "onvif.log", "rtsp.log", "agent.log",
+                "prometheus.log"):
         (workdir / log).unlink(missing_ok=True)
     demo.say(f"Starting snmpsim: {len(endpoints)} endpoints (UDP {endpoints[0][0]}:"
              f"{endpoints[0][1]} ...), building its index")
@@ -381,6 +411,7 @@ def _run(demo: Demo) -> int:
     demo.wait_for("snmpsim", lambda: _snmp_answers(first[0], first[1], community), sim, 180,
                   progress=indexed)
     demo.progress("data files indexed", files, files)
+    control = _start_cameras(demo, inventory, onvif_json, rtsp_json, env)
 
     # the agent
     demo.say(f"Starting the agent: vigil run -c {agent_yaml}")
@@ -408,7 +439,8 @@ def _run(demo: Demo) -> int:
 
     _write_state(demo, generated, agent_url, prom_url, t0)
     _print_summary(demo, generated, agent_url, prom_url, start)
-    return _watch(demo, generated, start)
+    perform = _performer(demo, inventory, control, trap_target, community, t0)
+    return _watch(demo, generated, start, perform)
 
 
 def _prometheus_config(listen: str) -> str:
@@ -452,8 +484,14 @@ def _print_summary(demo: Demo, generated: Generated, agent_url: str, prom_url: s
         for title, expr, tab in QUERIES:
             say(f"  {title}:")
             say(f"      {_graph_url(prom_url, expr, tab)}")
-    say(f"  one device, polled now: {COMMUNITY_ENV}={os.environ[COMMUNITY_ENV]} vigil poll -c "
-        f"{demo.workdir / 'agent.yaml'} ups-dh")
+    secrets = (f"{COMMUNITY_ENV}={os.environ[COMMUNITY_ENV]} "
+               f"{cameras.PASSWORD_ENV}={os.environ[cameras.PASSWORD_ENV]}")
+    say(f"  one device, polled now: {secrets} vigil poll -c {demo.workdir / 'agent.yaml'} ups-dh")
+    frozen = generated.plan.roles.get("camera_frozen")
+    if frozen:
+        say(f"  a camera, every collector: {secrets} vigil poll -c "
+            f"{demo.workdir / 'agent.yaml'} {frozen} --evidence-dir {demo.workdir / 'frames'}")
+    say(f"  evidence frames (JPEG) of picture faults: {agent_url}/evidence/{frozen or 'DEVICE'}")
     say("")
     scale = generated.plan.scale
     say("Timeline" + (f" (x{scale:g})" if scale != 1 else "") +
@@ -465,9 +503,10 @@ def _print_summary(demo: Demo, generated: Generated, agent_url: str, prom_url: s
         f"Stopping by itself after {demo.options.duration:g}s (Ctrl-C stops earlier).")
 
 
-def _watch(demo: Demo, generated: Generated, start: float) -> int:
+def _watch(demo: Demo, generated: Generated, start: float, perform) -> int:
     plan = generated.plan
     pending = [e for e in plan.events if plan.at(e.at) > time.time()]
+    actions = list(plan.actions)
     while True:
         if demo.stop_requested:
             demo.say(f"\n{demo.stop_requested}: stopping the demo")
@@ -481,7 +520,89 @@ def _watch(demo: Demo, generated: Generated, start: float) -> int:
             event = pending.pop(0)
             minutes, seconds = divmod(round(event.at * plan.scale), 60)
             demo.say(f"[{time.strftime('%H:%M:%S')}] +{minutes}:{seconds:02d} {event.text}")
+        while actions and plan.at(actions[0].at) <= now:
+            perform(actions.pop(0))
         if demo.options.duration is not None and now - start >= demo.options.duration:
             demo.say(f"\n{demo.options.duration:g}s are over: stopping the demo")
             return 0
         time.sleep(0.2)
+
+
+def _trap_target(config) -> tuple[str, int] | None:
+    """Where the simulated devices send traps: the agent's receiver, if it is enabled."""
+    traps = config.settings.traps
+    if not traps.enabled:
+        return None
+    host, _, port = traps.listen.rpartition(":")
+    host = host.strip("[]")
+    return ("127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host,
+            int(port))
+
+
+def _rtsp_unavailable() -> str | None:
+    """Why the GStreamer RTSP server cannot run here, or None."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"{SYSTEM_PYTHON} is missing"
+    script = ("import gi; gi.require_version('Gst', '1.0'); "
+              "gi.require_version('GstRtspServer', '1.0'); "
+              "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+              "assert Gst.ElementFactory.find('x264enc'), 'x264enc missing'")
+    done = subprocess.run([SYSTEM_PYTHON, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return lines[-1] if lines else f"exit status {done.returncode}"
+    return None
+
+
+def _start_cameras(demo: Demo, inventory, onvif_json: Path, rtsp_json: Path,
+                   env: dict[str, str]) -> str | None:
+    """The ONVIF simulator and the RTSP server; the control API's base URL (None: no
+    cameras)."""
+    served = cameras.cameras(inventory)
+    if not served:
+        return None
+    port = _free_tcp_port()
+    control = f"http://127.0.0.1:{port}"
+    demo.say(f"Starting the ONVIF simulator: {len(served)} cameras (TCP "
+             f"{served[0].address}:{served[0].onvif.port} ...)")
+    onvif = demo.start("onvif", [sys.executable, "-m", "agent.demo.onvif", "--config",
+                                 str(onvif_json), "--control", f"127.0.0.1:{port}"],
+                       demo.workdir / "onvif.log", env)
+    demo.wait_for("the ONVIF simulator", lambda: _http_ok(f"{control}/cameras"), onvif, 60)
+    streams = [d for d in served if d.rtsp is not None]
+    if streams:
+        why = _rtsp_unavailable()
+        if why:
+            demo.say(f"  The RTSP server cannot run ({why}): the cameras' streams are down. "
+                     f"Install: apt-get install {RTSP_DEBIAN}")
+        else:
+            demo.say(f"Starting the RTSP server (GStreamer): {len(streams)} streams (TCP "
+                     f"{streams[0].address}:{cameras.RTSP_PORT} ...)")
+            log = demo.workdir / "rtsp.log"
+            rtsp = demo.start("rtsp", [SYSTEM_PYTHON, str(RTSP_SERVER), "--config",
+                                       str(rtsp_json)], log, env)
+            demo.wait_for("the RTSP server", lambda: "READY" in log.read_text(errors="replace"),
+                          rtsp, 60)
+    return control
+
+
+def _free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _performer(demo: Demo, inventory, control: str | None, trap_target, community: str,
+               t0: float):
+    """The function that performs one timeline Action; a failure is said, never fatal."""
+    def perform(action: Action) -> None:
+        try:
+            if action.kind == "onvif" and control:
+                cameras.control(control, action)
+            elif action.kind == "trap" and trap_target:
+                send_trap(inventory.devices[action.device].address, trap_target, community,
+                          action.args["oid"], action.args.get("varbinds"), started=t0)
+        except (OSError, ValueError, KeyError) as exc:
+            demo.say(f"  (could not {action.kind} {action.device}: {exc})")
+    return perform

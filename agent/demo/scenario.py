@@ -2,15 +2,19 @@
 
 Times are seconds after the demo starts (snmpsim's start), multiplied by the timeline scale
 (`vigil demo --timeline-scale 0.25` plays the 8 minutes in 2). Every event is data in the
-generated .snmprec files, played by snmpsim itself (agent/demo/snmprec.py says how):
+generated .snmprec files, played by snmpsim itself (agent/demo/snmprec.py says how), or an
+Action the demo performs at its time (a trap sent, an ONVIF simulator control call):
 
 - 1:00  东湖社区 mains fail in a thunderstorm: UPS ups-dh on battery, its charge falling.
-        (multiplex: 30 s snapshots of the UPS-MIB battery/input/output/alarm groups)
+        (multiplex: 30 s snapshots of the UPS-MIB battery/input/output/alarm groups; and the
+        UPS sends upsTrapOnBattery to the agent's trap receiver from its own address)
 - 1:30  长青社区 camera ptz-cq-05 stops answering; its switch port goes down.
-        (delay: a drop window on every record; numeric pulse on the switch's ifOperStatus)
+        (delay: a drop window on every record; numeric pulse on the switch's ifOperStatus;
+        the ONVIF simulator's `silent` fault)
 - 2:30  lightning strike at 东湖社区: SPD1 trips, strike counter +1, leakage current up, for
         good. (numeric steps at that unix time on the Poseidon-style SPD monitor)
-- 4:00  东湖社区 mains back: ups-dh on mains, recharging (full at 8:00). (multiplex)
+- 4:00  东湖社区 mains back: ups-dh on mains, recharging (full at 8:00). (multiplex;
+        upsTrapAlarmEntryRemoved of upsAlarmOnBattery)
 - 4:15  ptz-cq-05 answers again.
 - 4:45  新华社区: road works cut the fibre to street cabinet 3: its switch sw-xh-3 and the 8
         cameras behind it are unreachable; the fibre port on sw-xh-1 goes down.
@@ -22,7 +26,8 @@ A device silent for more than 30 s fails at least two consecutive polls (15 s ap
 fails after 2 x 2 s), so the agent shows it down for at least 26 s: longer than Prometheus'
 15 s scrape interval. The silences last 165 s (33 s at --timeline-scale 0.2).
 
-An event whose devices are not in the inventory is left out (and said so).
+The cameras' own faults and events (ONVIF, RTSP, picture) are in cameras.py. An event whose
+devices are not in the inventory is left out (and said so).
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ from dataclasses import dataclass, field
 from agent.demo.models import UpsState
 
 SLOT = 30.0          # seconds per UPS snapshot (unscaled)
+UPS_ON_BATTERY = "1.3.6.1.2.1.33.2.1"            # UPS-MIB upsTrapOnBattery
+UPS_ALARM_REMOVED = "1.3.6.1.2.1.33.2.4"         # upsTrapAlarmEntryRemoved
+UPS_ALARM_DESCR = "1.3.6.1.2.1.33.1.6.2.1.2"     # upsAlarmDescr
+UPS_ALARM_ON_BATTERY = "1.3.6.1.2.1.33.1.6.3.2"  # upsAlarmOnBattery
 END = 480.0
 
 
@@ -39,6 +48,18 @@ END = 480.0
 class Event:
     at: float          # seconds after the start, unscaled
     text: str
+
+
+@dataclass(frozen=True)
+class Action:
+    """Something the demo does at a time (unscaled seconds): `onvif`, a call of the ONVIF
+    simulator's control API ({"action": ..., ...}); `trap`, an SNMPv2c trap sent from the
+    device's address ({"oid": trap OID, "varbinds": [[oid, "oid"|"int"|"str", value]]})."""
+
+    at: float
+    kind: str
+    device: str
+    args: dict
 
 
 @dataclass
@@ -52,11 +73,21 @@ class Plan:
     ups: dict[str, tuple[list[UpsState], float]] = field(default_factory=dict)  # states, period
     trips: dict[str, tuple[float, int]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     roles: dict[str, str] = field(default_factory=dict)   # role -> device id, for tests/output
 
     def at(self, offset: float) -> float:
         return self.t0 + offset * self.scale
+
+    def silence_onvif(self, devices: dict[str, object], ids: list[str],
+                      window: tuple[float, float]) -> None:
+        """Those of `ids` with an ONVIF service stop answering it for the window too."""
+        for device in ids:
+            if getattr(devices.get(device), "onvif", None) is not None:
+                fault = {"action": "fault", "operation": "*"}
+                self.actions.append(Action(window[0], "onvif", device, {**fault, "mode": "silent"}))
+                self.actions.append(Action(window[1], "onvif", device, {**fault, "mode": None}))
 
 
 @dataclass(frozen=True)
@@ -84,12 +115,17 @@ class Scenario:
                                         f"lost, on battery, charge falling"))
             p.events.append(Event(back, f"{name[self.outage_ups]} ({self.outage_ups}): mains "
                                         f"back, recharging"))
+            p.actions.append(Action(fail, "trap", self.outage_ups, {"oid": UPS_ON_BATTERY}))
+            p.actions.append(Action(back, "trap", self.outage_ups, {
+                "oid": UPS_ALARM_REMOVED,
+                "varbinds": [[UPS_ALARM_DESCR + ".1", "oid", UPS_ALARM_ON_BATTERY]]}))
         else:
             p.skipped.append(f"UPS outage: no device '{self.outage_ups}'")
         if self.camera in devices:
             window = (p.at(self.camera_window[0]), p.at(self.camera_window[1]))
             p.silent[self.camera] = window
             p.link_down[self.camera] = window
+            p.silence_onvif(devices, [self.camera], self.camera_window)
             p.roles["camera_down"] = self.camera
             p.events.append(Event(self.camera_window[0], f"{name[self.camera]} ({self.camera}): "
                                                          f"stops answering (timeout)"))
@@ -109,6 +145,7 @@ class Scenario:
             below = downstream.get(self.cabinet, [])
             for device in [self.cabinet, *below]:
                 p.silent[device] = window
+            p.silence_onvif(devices, below, self.cabinet_window)
             p.link_down[self.cabinet] = window
             p.roles["cabinet_down"] = self.cabinet
             p.events.append(Event(self.cabinet_window[0],
@@ -120,6 +157,7 @@ class Scenario:
             p.skipped.append(f"fibre cut: no device '{self.cabinet}'")
         p.events.append(Event(END, "timeline done: all back except the tripped SPD"))
         p.events.sort(key=lambda e: e.at)
+        p.actions.sort(key=lambda a: a.at)
         return p
 
 

@@ -8,7 +8,8 @@ that file freely, the simulation follows it (a device's `model` label picks its 
 model; devices without one get a default model for their kind).
 
 Addressing: every device has its own loopback address 127.0.<site number>.<host>, UDP port
-1161 (no root needed). Host numbers: .1 UPS, .2 SPD monitor, .3 NVR, .11-.13 access switches,
+1161 (no root needed); cameras also answer ONVIF on TCP 8080 and RTSP on TCP 8554 there.
+Host numbers: .1 UPS, .2 SPD monitor, .3 NVR, .11-.13 access switches,
 .101 upwards PTZ cameras, .151 upwards fixed cameras; in the machine room (site number 9)
 .1 core switch, .2 UPS, .3 SPD monitor, .4 environment monitor.
 """
@@ -19,6 +20,8 @@ import sys
 from dataclasses import dataclass, field
 
 PORT = 1161
+ONVIF_PORT = 8080
+CAMERA_LOGIN = "demo-camera"
 ROOM = 9
 
 
@@ -204,12 +207,17 @@ def inventory_yaml() -> str:
         "# device model (agent/demo/models.py); most devices leave `profile` out, so the agent",
         "# detects it from sysObjectID / sysDescr like it would on a real network.",
         "# Every device is on its own loopback address 127.0.<site>.<host>, UDP port 1161.",
+        f"# Cameras also answer ONVIF on TCP {ONVIF_PORT} (the agent reads their stream URI there)",
+        "# and RTSP on TCP 8554 (agent/demo/cameras.py says which ones are faulty, and how).",
         "",
         "sites:",
     ]
     for site_id, name in sites:
         lines.append(f"  - {{id: {site_id}, name: {name}}}")
-    lines += ["", "defaults:", "  credentials: demo", f"  port: {PORT}", "", "devices:"]
+    camera = (f"{{onvif: {{credentials: {CAMERA_LOGIN}, port: {ONVIF_PORT}}}, rtsp: {{}}}}")
+    lines += ["", "defaults:", "  credentials: demo", f"  port: {PORT}", "  kinds:",
+              "    # every camera: ONVIF health, its stream probed (the URI it gives over ONVIF)",
+              f"    ptz_camera: {camera}", f"    fixed_camera: {camera}", "", "devices:"]
     current = None
     for d in devices:
         if d.site != current:

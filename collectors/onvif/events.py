@@ -143,7 +143,8 @@ class OnvifEvents:
 
     def __init__(self, sink: EventSink, max_subscriptions: int = 500, *,
                  pull_timeout: float = 10.0, termination: float = 120.0,
-                 message_limit: int = 64, retry_min: float = 2.0, retry_max: float = 300.0):
+                 message_limit: int = 64, retry_min: float = 2.0, retry_max: float = 300.0,
+                 max_setups: int = 8):
         self.sink = sink
         self.max_subscriptions = max_subscriptions
         self.pull_timeout = pull_timeout
@@ -153,6 +154,9 @@ class OnvifEvents:
         self.retry_max = retry_max
         self._watchers: dict[str, _Watcher] = {}
         self._status: dict[str, SubscriptionStatus] = {}
+        # subscriptions being set up at once: at start-up every camera subscribes, and each
+        # set-up builds SOAP clients (CPU) - unbounded, they would time each other out
+        self._setups = asyncio.Semaphore(max_setups)
 
     async def watch(self, jobs: list[OnvifJob]) -> None:
         """Subscribe to these cameras (the first max_subscriptions of them), and only these."""
@@ -246,7 +250,8 @@ class _Watcher:
             if delay:
                 await asyncio.sleep(delay)
             try:
-                await self._subscribe()
+                async with owner._setups:
+                    await self._subscribe()
                 delay = 0.0
                 await self._pull()
             except _Lost as exc:

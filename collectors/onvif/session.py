@@ -41,15 +41,41 @@ NAMESPACES = {
 
 
 class _Camera(ONVIFCamera):
-    """ONVIFCamera whose every service transport is instrumented (errors.instrument)."""
+    """ONVIFCamera whose every service transport is instrumented (errors.instrument), and
+    whose service creation survives the caller's timeout: the library opens a service's HTTP
+    client before an await and registers the service only after it, so a poll cancelled in
+    between would leave an HTTP client nobody closes. A creation runs shielded to its end,
+    a second caller for the same service waits for the one in flight (two would register
+    one over the other, unclosed), and `close` waits for creations still running."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._creating: dict[tuple[str, str | None], asyncio.Task] = {}
 
     async def create_onvif_service(self, name: str, port_type: str | None = None,
                                    read_timeout: int | None = None,
                                    write_timeout: int | None = None) -> ONVIFService:
-        service = await super().create_onvif_service(name, port_type, read_timeout,
-                                                     write_timeout)
+        key = (name.lower(), port_type)
+        task = self._creating.get(key)
+        if task is None:
+            task = asyncio.ensure_future(super().create_onvif_service(
+                name, port_type, read_timeout, write_timeout))
+            self._creating[key] = task
+            task.add_done_callback(lambda done: self._created(key, done))
+        service = await asyncio.shield(task)
         instrument(service)
         return service
+
+    def _created(self, key: tuple[str, str | None], task: asyncio.Task) -> None:
+        if self._creating.get(key) is task:
+            del self._creating[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that timed out has stopped waiting for it
+
+    async def close(self) -> None:
+        if self._creating:
+            await asyncio.wait(set(self._creating.values()), timeout=30)
+        await super().close()
 
 
 class Session:
@@ -59,8 +85,8 @@ class Session:
         self.key = (address, port, username, password)
         self.address = address
         self.port = port
-        self.camera = _Camera(address, port, username or None, password or None,
-                              adjust_time=True, no_cache=True)
+        self.camera = self._new_camera()
+        self._retired: set[asyncio.Task] = set()
         self.services: dict[str, str] = {}  # service label -> XAddr
         self.learnt = False
         self.learnt_at = 0.0
@@ -80,10 +106,25 @@ class Session:
     def has(self, service: str) -> bool:
         return service in self.services
 
+    def _new_camera(self) -> _Camera:
+        address, port, username, password = self.key
+        return _Camera(address, port, username or None, password or None, adjust_time=True,
+                       no_cache=True)
+
     async def learn(self, timeout: float) -> None:
-        """Learn the device's clock skew and service addresses (once per session)."""
-        await self.call("setup (GetSystemDateAndTime, GetServices)", self.camera.update_xaddrs,
-                        timeout=timeout)
+        """Learn the device's clock skew and service addresses (once per session). A set-up
+        cut short (timeout, failure) can leave the library's table of services half-updated,
+        e.g. a service it had closed still registered: the next attempt starts from a fresh
+        camera object, and the old one is closed in the background."""
+        try:
+            await self.call("setup (GetSystemDateAndTime, GetServices)",
+                            self.camera.update_xaddrs, timeout=timeout)
+        except BaseException:
+            old, self.camera = self.camera, self._new_camera()
+            task = self.loop.create_task(old.close())
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+            raise
         self.services = {NAMESPACES[ns]: xaddr for ns, xaddr in self.camera.xaddrs.items()
                          if ns in NAMESPACES}
         self.services.setdefault("device", f"http://{self.address}:{self.port}"
@@ -118,6 +159,8 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        if self._retired:
+            await asyncio.wait(set(self._retired), timeout=30)
         try:
             await self.camera.close()
         except Exception:  # closing a broken session must not break the caller
