@@ -57,6 +57,11 @@ class _Camera(ONVIFCamera):
                                    write_timeout: int | None = None) -> ONVIFService:
         key = (name.lower(), port_type)
         task = self._creating.get(key)
+        if task is None and key in self.services:  # made already: the usual case, no task
+            service = await super().create_onvif_service(name, port_type, read_timeout,
+                                                         write_timeout)
+            instrument(service)
+            return service
         if task is None:
             task = asyncio.ensure_future(super().create_onvif_service(
                 name, port_type, read_timeout, write_timeout))
