@@ -650,3 +650,59 @@ async def test_simulator_process_with_control_api(tmp_path):
     finally:
         peers.stop(proc)
     assert proc.returncode == 0
+
+
+FIRST_POLLS = """
+import asyncio, json, sys
+from agent.demo.onvif import OnvifSimulator, generate
+from collectors.onvif.collector import OnvifCollector, OnvifJob
+
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+
+async def main(first_port):
+    cams = generate(40, first_port, password="pw")
+    async with OnvifSimulator(cams):
+        collector = OnvifCollector()
+        before = rss()
+        results = await asyncio.gather(*(collector.poll(OnvifJob(
+            c.name, c.address, c.port, "admin", "pw", 10.0, c.ptz, 60.0)) for c in cams))
+        grown = rss() - before
+        await collector.close()
+    print(json.dumps({"up": sum(r.up for r in results), "grown": grown}))
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def test_cameras_set_up_at_once_parse_each_wsdl_once():
+    """40 cameras' first polls at once, in a fresh process (as when the agent starts): the
+    WSDLs are parsed once, not once per camera - about +20 MB instead of +210 MB."""
+    first = _consecutive_free_ports(40)
+    out = subprocess.run([sys.executable, "-c", FIRST_POLLS, str(first)], capture_output=True,
+                         text=True, timeout=120, cwd=peers.ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["up"] == 40
+    assert found["grown"] < 100e6, f"{found['grown'] / 1e6:.0f} MB for 40 first polls"
+
+
+def _consecutive_free_ports(count: int) -> int:
+    """The first of `count` consecutive free TCP ports on 127.0.0.1."""
+    for _ in range(50):
+        first = peers.free_port(socket.SOCK_STREAM)
+        if first + count >= 65536:
+            continue
+        held = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
