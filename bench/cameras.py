@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from bench.fleet import proc_cpu_precise, proc_status_kb, stop_process
+from bench.scheduled import LagRecorder, cpu_seconds, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESS_PREFIX = "127.78"
@@ -429,11 +430,6 @@ def _reply(obj: dict) -> None:
     sys.stdout.flush()
 
 
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 async def _batch(client, op: str, indices: list[int], concurrency: int) -> dict:
     semaphore = asyncio.Semaphore(concurrency)
     call = client.first if op in ("first", "warm") else client.poll
@@ -445,9 +441,9 @@ async def _batch(client, op: str, indices: list[int], concurrency: int) -> dict:
             except Exception as exc:  # noqa: BLE001 - a failed poll, counted and shown
                 return False, 0, f"{type(exc).__name__}: {exc}"[:300]
 
-    c0, w0 = _cpu(), time.perf_counter()
+    c0, w0 = cpu_seconds(), time.perf_counter()
     outcomes = await asyncio.gather(*(one(i) for i in indices))
-    wall, cpu = time.perf_counter() - w0, _cpu() - c0
+    wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
     failures = [d for ok, _r, d in outcomes if not ok]
     return {"polls": len(indices), "cpu": cpu, "wall": wall, "failed": len(failures),
             "detail": failures[0] if failures else "",
@@ -651,18 +647,6 @@ def write_daemon_config(work: Path, cams: list[dict], args: argparse.Namespace) 
     return work / "agent.yaml"
 
 
-class LagRecorder:
-    """Stands in for the lag histogram: records every value, then passes it on."""
-
-    def __init__(self, histogram):
-        self.histogram = histogram
-        self.values: list[tuple[float, float]] = []
-
-    def observe(self, value: float) -> None:
-        self.values.append((time.time(), value))
-        self.histogram.observe(value)
-
-
 class GcRecorder:
     """Pauses of the garbage collector, per generation (gc.callbacks)."""
 
@@ -720,13 +704,6 @@ def _diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
     return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 async def _daemon(args: argparse.Namespace) -> dict:
     from prometheus_client import generate_latest
 
@@ -752,18 +729,18 @@ async def _daemon(args: argparse.Namespace) -> dict:
     agent.scheduler.on_result = on_result
     gc_recorder = GcRecorder()
     stalls: list[tuple[float, float]] = []
-    c0, w0 = _cpu(), time.perf_counter()
+    c0, w0 = cpu_seconds(), time.perf_counter()
     await agent.start()
     stall_task = asyncio.create_task(_stalls(stalls))
     m = agent.metrics
     log(f"    agent started: {len(cams)} cameras ({', '.join(sorted(agent.collectors))}), "
         f"warm-up {args.warmup:g}s (every session is built in the first interval)")
     await asyncio.sleep(args.warmup)
-    warm_cpu, warm_wall = _cpu() - c0, time.perf_counter() - w0
+    warm_cpu, warm_wall = cpu_seconds() - c0, time.perf_counter() - w0
     warm_polls = _by_label(m.polls, "collector")
     window = args.interval * args.intervals
     log("WINDOW start")
-    c1, w1 = _cpu(), time.perf_counter()
+    c1, w1 = cpu_seconds(), time.perf_counter()
     p0, f0, s0 = _by_label(m.polls, "collector"), _failures(m.failures), sum(
         _by_label(m.skipped, "x").values())
     lag_from = time.time()
@@ -778,9 +755,10 @@ async def _daemon(args: argparse.Namespace) -> dict:
         await asyncio.sleep(min(max(5.0, window / 6), window - elapsed))
         elapsed = time.perf_counter() - w1
         polls = _diff(_by_label(m.polls, "collector"), p0)
-        log(f"    {elapsed:5.0f}s of {window:g}s: {(_cpu() - c1) / elapsed:.3f} CPU s/s, polls "
+        log(f"    {elapsed:5.0f}s of {window:g}s: {(cpu_seconds() - c1) / elapsed:.3f} CPU s/s, "
+            f"polls "
             f"{json.dumps(polls)}, failed {sum(_diff(_failures(m.failures), f0).values()):.0f}")
-    wall, cpu = time.perf_counter() - w1, _cpu() - c1
+    wall, cpu = time.perf_counter() - w1, cpu_seconds() - c1
     log("WINDOW end")
     if profiler is not None:
         profiler.disable()
@@ -812,12 +790,12 @@ async def _daemon(args: argparse.Namespace) -> dict:
         "window": wall, "cpu": cpu, "cores": cpu / wall, "polls": polls,
         "polls_total": sum(polls.values()), "failed": failed,
         "failed_total": sum(failed.values()), "skipped": skipped,
-        "lag_p50": _pct(lags, 0.5), "lag_p99": _pct(lags, 0.99),
+        "lag_p50": percentile(lags, 0.5), "lag_p99": percentile(lags, 0.99),
         "lag_max": max(lags, default=float("nan")), "lag_samples": len(lags),
         "rss_kb": rss_kb, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "fds": fds, "threads": threads, "sessions": sessions,
         "render_cpu": min(renders), "render_bytes": len(body), "render_series": series,
-        "stall_p99": _pct(late, 0.99), "stall_max": max(late, default=float("nan")),
+        "stall_p99": percentile(late, 0.99), "stall_max": max(late, default=float("nan")),
         "stalled_over_100ms": sum(d for d in late if d > 0.1),
         "failure_samples": sorted(seen.items(), key=lambda kv: -kv[1])[:5],
         **gc_recorder.summary(lag_from),

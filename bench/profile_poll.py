@@ -14,20 +14,15 @@ import asyncio
 import cProfile
 import json
 import pstats
-import resource
 import time
 from pathlib import Path
 
+from bench.scheduled import cpu_seconds
 from collectors.snmp.collector import SnmpCollector, SnmpJob
 from collectors.snmp.engine import SnmpAuth, Target, make_engine
 from collectors.snmp.fetch import Fetcher, FetchLimits
 from collectors.snmp.profile import load_profiles
 from collectors.snmp.translate import Translator
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 async def polls(collector: SnmpCollector, jobs: list[SnmpJob], concurrency: int) -> list:
@@ -44,7 +39,7 @@ async def split(engine, profiles, jobs: list[SnmpJob]) -> None:
     """Fetch only, then translate only the fetched data, one device at a time."""
     plan = profiles.plan(jobs[0].profile)
     fetched = []
-    c0 = _cpu()
+    c0 = cpu_seconds()
     for job in jobs:
         session = await engine.open(job.target)
         fetcher = Fetcher(session, job.limits)
@@ -52,10 +47,10 @@ async def split(engine, profiles, jobs: list[SnmpJob]) -> None:
         await fetcher.columns(plan.columns)
         await session.close()
         fetched.append(fetcher.out)
-    c1 = _cpu()
+    c1 = cpu_seconds()
     for out in fetched:
         Translator(plan, out, "dev", time.time()).run()
-    c2 = _cpu()
+    c2 = cpu_seconds()
     n = len(jobs)
     varbinds = sum(o.varbinds for o in fetched) / n
     print(f"fetch {1000 * (c1 - c0) / n:.2f} ms/poll ({varbinds:.0f} varbinds, "
@@ -88,13 +83,13 @@ def main() -> None:
     if args.split:
         loop.run_until_complete(split(engine, profiles, jobs))
         return
-    c0 = _cpu()
+    c0 = cpu_seconds()
     profiler = cProfile.Profile()
     if args.top:
         profiler.enable()
     results = loop.run_until_complete(polls(collector, jobs, args.concurrency))
     profiler.disable()
-    cpu = _cpu() - c0
+    cpu = cpu_seconds() - c0
     ok = sum(r.up for r in results)
     print(f"{len(jobs)} polls ({ok} up), {1000 * cpu / len(jobs):.2f} ms CPU/poll"
           + (" under cProfile" if args.top else ""))

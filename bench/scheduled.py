@@ -84,12 +84,12 @@ def _total(metric) -> float:
                if sample.name.endswith("_total"))
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
@@ -119,7 +119,7 @@ async def run(args: argparse.Namespace) -> dict:
     registry = agent.registry
     m = agent.metrics
     window = args.interval * args.intervals
-    c0, w0 = _cpu(), time.perf_counter()
+    c0, w0 = cpu_seconds(), time.perf_counter()
     p0 = _total(m.polls)
     f0 = _total(m.failures)
     s0 = _total(m.skipped)
@@ -129,11 +129,11 @@ async def run(args: argparse.Namespace) -> dict:
     while elapsed < window:
         await asyncio.sleep(min(step, window - elapsed))
         elapsed = time.perf_counter() - w0
-        log(f"    {elapsed:5.0f}s of {window:g}s: {(_cpu() - c0) / elapsed:.2f} CPU s/s, "
+        log(f"    {elapsed:5.0f}s of {window:g}s: {(cpu_seconds() - c0) / elapsed:.2f} CPU s/s, "
             f"{_total(m.polls) - p0:.0f} polls, "
             f"{_total(m.failures) - f0:.0f} failed")
     wall = time.perf_counter() - w0
-    cpu = _cpu() - c0
+    cpu = cpu_seconds() - c0
     polls = _total(m.polls) - p0
     failed = _total(m.failures) - f0
     skipped = _total(m.skipped) - s0
@@ -153,7 +153,8 @@ async def run(args: argparse.Namespace) -> dict:
         "warmup": args.warmup, "window": wall, "cpu": cpu, "cpu_per_second": cpu / wall,
         "cpu_ms_per_poll": cpu / polls * 1000 if polls else float("nan"),
         "polls": polls, "polls_per_second": polls / wall, "failed": failed, "skipped": skipped,
-        "lag_p50": _pct(lags, 0.50), "lag_p99": _pct(lags, 0.99), "lag_max": max(lags, default=0),
+        "lag_p50": percentile(lags, 0.50), "lag_p99": percentile(lags, 0.99),
+        "lag_max": max(lags, default=0),
         "lag_mean": statistics.fmean(lags) if lags else float("nan"), "lag_samples": len(lags),
         "devices_up_at_end": up, "threads": threads,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

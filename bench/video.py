@@ -35,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.fleet import proc_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "agent" / "demo" / "rtsp_server.py"
 SITE_CAMERAS = 172
@@ -53,12 +55,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def proc_cpu(pid: int) -> float:
-    """utime + stime of a process, seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
