@@ -313,14 +313,10 @@ class _Poll:
             self.result.problems.append("PTZ: no media profile to ask about")
             return
         ptz = await session.service("ptz")
-        try:
-            status = await self.call(session, "PTZ GetStatus", ptz.GetStatus,
-                                     {"ProfileToken": token})
-        except OnvifFailure as exc:
-            self.add("onvif_operation_ok", 0.0, exc.reason, operation="ptz_status")
-            self.result.problems.append(exc.detail)
-        else:
-            self.add("onvif_operation_ok", 1.0, operation="ptz_status")
+        request = {"ProfileToken": token}
+        ok, status = await self.optional(session, "PTZ GetStatus", "ptz_status", ptz.GetStatus,
+                                         request)
+        if ok:
             moves = _get(status, "MoveStatus")
             for axis, key in (("pan_tilt", "PanTilt"), ("zoom", "Zoom")):
                 state = _str(_get(moves, key)).upper()
@@ -330,15 +326,23 @@ class _Poll:
             error = _str(_get(status, "Error"))
             failing = error.strip().lower() not in NO_ERROR
             self.add("onvif_ptz_error", 1.0 if failing else 0.0, error if failing else None)
-        try:
-            presets = await self.call(session, "PTZ GetPresets", ptz.GetPresets,
-                                      {"ProfileToken": token})
-        except OnvifFailure as exc:
-            self.add("onvif_operation_ok", 0.0, exc.reason, operation="ptz_presets")
-            self.result.problems.append(exc.detail)
-        else:
-            self.add("onvif_operation_ok", 1.0, operation="ptz_presets")
+        ok, presets = await self.optional(session, "PTZ GetPresets", "ptz_presets",
+                                          ptz.GetPresets, request)
+        if ok:
             self.add("onvif_ptz_presets", float(len(presets or [])))
+
+    async def optional(self, session: Session, what: str, operation: str, function: Any,
+                       params: Any) -> tuple[bool, Any]:
+        """A request whose failure is a problem of the poll (onvif_operation_ok 0), not a
+        camera down: (True, answer), or (False, None) when it failed."""
+        try:
+            answer = await self.call(session, what, function, params)
+        except OnvifFailure as exc:
+            self.add("onvif_operation_ok", 0.0, exc.reason, operation=operation)
+            self.result.problems.append(exc.detail)
+            return False, None
+        self.add("onvif_operation_ok", 1.0, operation=operation)
+        return True, answer
 
 
 def _get(obj: Any, name: str) -> Any:
