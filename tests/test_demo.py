@@ -415,7 +415,7 @@ def test_vigil_demo_end_to_end(demo_config, tmp_path):
         assert _value(url, 'sum(increase(vigil_interface_received_bytes_total{device="sw-core"}'
                            '[1m]))') > 1e6                                        # traffic
         assert _value(url, "count(vigil_device_up == 1)") >= len(ids) - 1      # all back
-        _cameras_as_scripted(url, state["agent"], roles, span)
+        _cameras_as_scripted(url, state["agent"], roles, span, t0 + 175)
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(30)
@@ -424,18 +424,25 @@ def test_vigil_demo_end_to_end(demo_config, tmp_path):
     assert code == 0, log.read_text()
     for pid in pids:
         assert not _alive(pid), f"pid {pid} still runs after the demo stopped"
-    assert time.time() - started < 180, f"took {time.time() - started:.0f}s (ready in {ready:.0f}s)"
+    assert time.time() - started < 210, f"took {time.time() - started:.0f}s (ready in {ready:.0f}s)"
 
 
-def _cameras_as_scripted(url: str, agent: str, roles: dict[str, str], span: str) -> None:
-    """Each camera fault of agent/demo/cameras.py, seen on its camera and no healthy one."""
+def _cameras_as_scripted(url: str, agent: str, roles: dict[str, str], span: str,
+                         deadline: float) -> None:
+    """Each camera fault of agent/demo/cameras.py, seen on its camera and no healthy one.
+    Each stream is first probed at a fixed point of its 115-s interval, so a picture fault
+    may show only after the timeline: wait for it, up to `deadline`."""
     faulty = {roles[r] for r in roles if r.startswith("camera_") and r != "camera_down"}
     assert len(faulty) == 10, roles
     probed = _value(url, "count(vigil_rtsp_describe_seconds)")
     assert probed >= 130, f"only {probed} of 172 streams probed"  # spread over 115 s
 
-    def devices(expr: str) -> set[str]:
-        return {r["metric"]["device"] for r in _query(url, expr)}
+    def devices(expr: str, expected: str | None = None) -> set[str]:
+        while True:
+            found = {r["metric"]["device"] for r in _query(url, expr)}
+            if expected is None or expected in found or time.time() > deadline:
+                return found
+            time.sleep(3)
 
     clock = roles["camera_clock"]
     assert 10740 < _value(url, f'vigil_onvif_clock_offset_seconds{{device="{clock}"}}') < 10860
@@ -444,13 +451,12 @@ def _cameras_as_scripted(url: str, agent: str, roles: dict[str, str], span: str)
     for role, metric in (("camera_frozen", "frozen"), ("camera_black", "dark"),
                          ("camera_blurred", "blurred"), ("camera_color_cast", "color_cast"),
                          ("camera_occluded", "occluded"), ("camera_no_frames", "signal_lost")):
-        found = devices(f"max_over_time(vigil_video_{metric}{span}) == 1")
+        found = devices(f"max_over_time(vigil_video_{metric}{span}) == 1", roles[role])
         assert roles[role] in found and not found - faulty, (metric, found)
     assert devices("vigil_onvif_ptz_error == 1") == {roles["camera_ptz_error"]}
-    assert devices('vigil_device_down_reason{collector="rtsp",reason="auth"} == 1') == \
-        {roles["camera_rtsp_auth"]}
-    assert devices('vigil_device_down_reason{collector="rtsp",reason="no_frames"} == 1') == \
-        {roles["camera_no_frames"]}
+    for reason, role in (("auth", "camera_rtsp_auth"), ("no_frames", "camera_no_frames")):
+        assert devices(f'vigil_device_down_reason{{collector="rtsp",reason="{reason}"}} == 1',
+                       roles[role]) == {roles[role]}
     # the hung ONVIF service: down for a while, its stream and TCP port up all along
     hung = roles["camera_onvif_hang"]
     assert _value(url, f'max_over_time(vigil_device_down_reason{{device="{hung}",'
