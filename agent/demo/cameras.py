@@ -121,7 +121,8 @@ def faults_in(inventory: Any) -> tuple[list[CameraFault], list[str]]:
     return kept, notes
 
 
-def _uri_path(vendor: str, model: str) -> str:
+def _uri_path(vendor: str) -> str:
+    """The main stream's path, in the vendor's usual shape."""
     return {"hikvision": "/Streaming/Channels/101",
             "dahua": "/cam/realmonitor/channel1/main",
             "axis": "/axis-media/media.amp"}[vendor]
@@ -138,7 +139,7 @@ def onvif_config(inventory: Any) -> dict[str, Any]:
             "name": device.id, "address": device.address, "port": device.onvif.port,
             "vendor": vendor, "username": USERNAME, "password": password(),
             "ptz": device.kind == "ptz_camera", "index": index,
-            "stream_uri": f"rtsp://{{host}}:{RTSP_PORT}{_uri_path(vendor, model)}"}
+            "stream_uri": f"rtsp://{{host}}:{RTSP_PORT}{_uri_path(vendor)}"}
         if model:
             entry["model"] = model
         if manufacturer:
@@ -164,7 +165,7 @@ def rtsp_config(inventory: Any) -> dict[str, Any]:
             "password": (fault.stream_password if fault and fault.stream_password
                          else password()),
             "auth": "digest",
-            "mounts": [{"path": _uri_path(vendor, device.labels.get("model", "")),
+            "mounts": [{"path": _uri_path(vendor),
                         "kind": fault.picture if fault else "good"}]})
     return {"defaults": dict(STREAM), "endpoints": endpoints}
 
