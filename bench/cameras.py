@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-from bench.fleet import proc_cpu_precise, proc_status_kb, stop_process
+from bench.fleet import interrupt, proc_cpu_precise, proc_status_kb, say, stop_process
 from bench.scheduled import LagRecorder, cpu_seconds, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,10 +72,6 @@ REACH_CONTENDERS = ("baseline-connect", "vigil-reach-tcp", "vigil-reach")
 CONTENDERS = ONVIF_CONTENDERS + REACH_CONTENDERS
 KEEPALIVE = 4.0  # onvif-zeep-async's KEEPALIVE_EXPIRY, seconds
 TIMEOUT, DEADLINE = 5.0, 54.0  # the daemon's defaults: onvif.timeout, 0.9 x 60 s
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def raise_nofile() -> None:
@@ -969,10 +965,6 @@ def verdicts(results: dict[int, dict[str, dict]], daemon: dict | None,
 # ---------------------------------------------------------------------------------------
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run --suite cameras", description=__doc__.split("\n\n")[0],
@@ -1028,7 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
         return daemon_main(argv[1:])
     args = parse(argv)
     raise_nofile()
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-cameras-"))
     total = max([*args.sizes, args.daemon_cameras]) + 1  # + the warm-up camera

@@ -121,6 +121,16 @@ class Fleet:
         self.procs.clear()
 
 
+def say(text: str = "") -> None:
+    """A line of the benchmark's report, at once (the runs are long)."""
+    print(text, flush=True)
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM handler: stop like Ctrl-C, so every process started is stopped by its PID."""
+    raise KeyboardInterrupt
+
+
 def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
     """End a child we started, by its PID: SIGTERM, then SIGKILL after `grace` seconds."""
     if proc.poll() is None:

@@ -37,16 +37,20 @@ import urllib.request
 from pathlib import Path
 
 from bench import fleet as fleet_mod
-from bench.fleet import Fleet, proc_cpu, proc_cpu_precise, proc_status_kb, stop_process
+from bench.fleet import (
+    Fleet,
+    interrupt,
+    proc_cpu,
+    proc_cpu_precise,
+    proc_status_kb,
+    say,
+    stop_process,
+)
 from bench.workload import bulkget_args, describe, exporter_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENDERS = ("vigil-pysnmp", "vigil-ezsnmp", "vigil-builtin", "snmpbulkget", "snmp_exporter")
 EXPORTER = "prometheus-snmp-exporter"
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -453,10 +457,6 @@ def verdicts(results: dict[int, dict[str, dict]], sched: list[dict]) -> list[str
 # ---------------------------------------------------------------------------------------
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run", description=__doc__.split("\n\n")[0],
@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return run_in_netns(args, argv)
     if args.in_netns:
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     for tool in ("snmpd", "snmpbulkget", "snmpget", "snmpbulkwalk"):
         path = fleet_mod.SNMPD if tool == "snmpd" else shutil.which(tool)

@@ -35,7 +35,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.fleet import proc_cpu
+from bench.fleet import proc_cpu, say
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "agent" / "demo" / "rtsp_server.py"
@@ -45,10 +45,6 @@ BUDGET = PERIOD / SITE_CAMERAS  # CPU seconds per probe on one core
 STREAMS = [("1080p25", 1920, 1080, 25, 4096), ("720p25", 1280, 720, 25, 2048),
            ("D1 25", 704, 576, 25, 1024), ("360p15", 640, 360, 15, 512)]
 CAPACITY_SIZE = (640, 360, 10, 512)
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def free_port() -> int:
