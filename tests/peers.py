@@ -190,3 +190,21 @@ def prometheus_query(url: str, query: str) -> list[dict]:
         body = json.load(response)
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+@contextmanager
+def alertmanager(work: Path) -> Iterator[str]:
+    """Alertmanager (Debian prometheus-alertmanager) on 127.0.0.1 and a free port, every alert
+    routed to a receiver that notifies nobody, clustering off; yields its base URL."""
+    binary = program("prometheus-alertmanager")
+    port = free_port(socket.SOCK_STREAM)
+    conf = work / "alertmanager.yml"
+    conf.write_text('route:\n  receiver: "null"\n  group_wait: 100ms\n  group_interval: 1s\n'
+                    'receivers:\n  - name: "null"\n')
+    # An empty --cluster.listen-address turns off HA gossip (else it binds 0.0.0.0:9094).
+    args = [binary, f"--config.file={conf}", f"--storage.path={work / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    url = f"http://127.0.0.1:{port}"
+    with child(args, work / "alertmanager.log"):
+        wait_http(f"{url}/-/ready", timeout=30)
+        yield url
