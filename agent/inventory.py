@@ -297,6 +297,7 @@ def load_inventory(docs: list[Document], known_credentials: dict[str, str] | Non
     for p in placed.values():
         errors.extend(_check_references(p, sites, devices, broken, known_credentials,
                                         known_profiles))
+    errors.extend(_check_cycles(placed))
     if errors:
         raise ConfigErrors(errors)
     return Inventory(sites=sites, devices=devices, placed=placed)
@@ -371,3 +372,57 @@ def _check_peer(p: Placed, key: str, ref: str, kind: str, devices: dict[str, Dev
     if peer.kind != kind:
         return [p.error(key, f"'{ref}' is a {peer.kind}, not a {kind}")]
     return []
+
+
+def _dependencies(dev: Device, placed: dict[str, Placed]) -> list[tuple[str, str]]:
+    """(key, peer id) of each edge whose peer exists with the right kind; the other edges
+    are reported by _check_peer already, so they take no part in cycles."""
+    wanted = [("uplink.switch", dev.uplink.switch if dev.uplink else None, "switch")]
+    if dev.powered_by is not None:
+        wanted += [("powered_by.ups", dev.powered_by.ups, "ups"),
+                   ("powered_by.switch", dev.powered_by.switch, "switch")]
+    return [(key, ref) for key, ref, kind in wanted
+            if ref and ref != dev.id and ref in placed and placed[ref].device.kind == kind]
+
+
+def _check_cycles(placed: dict[str, Placed]) -> list[ConfigError]:
+    """Every cycle DFS closes with a back edge, once: an iterative DFS (no recursion limit),
+    linear in devices and edges apart from naming the cycles it reports.
+
+    A cycle is named from the device whose edge closes it, so the error's line, its key and
+    the first hop of the message are the same edge: the one to change."""
+    edges = {dev_id: _dependencies(p.device, placed) for dev_id, p in placed.items()}
+    done: set[str] = set()
+    out: list[ConfigError] = []
+    for root in placed:
+        if root in done:
+            continue
+        path = [root]
+        keys: list[str] = []  # keys[i]: the edge path[i] -> path[i + 1]
+        on_path = {root: 0}  # device id -> its index in path
+        todo = [iter(edges[root])]
+        while todo:
+            step = next(todo[-1], None)
+            if step is None:
+                done.add(path[-1])
+                del on_path[path.pop()]
+                todo.pop()
+                if keys:
+                    keys.pop()
+                continue
+            key, peer = step
+            if peer in on_path:
+                start = on_path[peer]
+                ids = [path[-1], *path[start:-1]]
+                hops = [key, *keys[start:]]
+                names = " -> ".join([*ids, ids[0]])
+                kinds = ", ".join(k.split(".")[0] for k in hops)
+                out.append(placed[ids[0]].error(
+                    key, f"topology cycle: {names} ({kinds}): a device cannot depend on "
+                         f"itself through others"))
+            elif peer not in done:
+                on_path[peer] = len(path)
+                path.append(peer)
+                keys.append(key)
+                todo.append(iter(edges[peer]))
+    return out
