@@ -340,3 +340,6 @@ def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus:
 
 if __name__ == "__main__":
     main()
+
+
+from agent import cli_rules  # noqa: E402,F401  (registers its commands on `main`)

@@ -20,6 +20,7 @@ from agent.yamlfile import ConfigError, ConfigErrors
 from collectors.snmp.engine import SnmpAuth
 from collectors.snmp.profile import ProfileSet, load_profiles
 from collectors.traps.mapping import TrapMappings, load_mappings
+from rules.load import RuleSet, known_from, load_rules
 
 DEFAULT_CONFIG = Path("/etc/vigil/agent.yaml")
 
@@ -32,6 +33,7 @@ class Config:
     credentials: dict[str, SnmpAuth | Login]
     profiles: ProfileSet
     trap_mappings: TrapMappings
+    rules: RuleSet
 
     def interval(self, device: Device) -> float:
         schedule = self.settings.schedule
@@ -104,7 +106,15 @@ def load_config(path: Path) -> Config:
     if unknown and credentials_ok:
         errors.append(doc.error(("traps", "credentials"), f"not in the credentials file: "
                                                           f"{', '.join(unknown)}"))
+    rules = RuleSet()
+    try:
+        files = [f for pattern in settings.rules.files for f in _resolve(base, pattern)]
+        rules = load_rules(files, known_from(profiles.catalogue, profiles), inventory)
+    except ConfigError as exc:
+        errors.append(exc)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
     if errors:
         raise ConfigErrors(errors)
     assert inventory is not None and profiles is not None and mappings is not None
-    return Config(path, settings, inventory, credentials, profiles, mappings)
+    return Config(path, settings, inventory, credentials, profiles, mappings, rules)

@@ -297,7 +297,8 @@ def load_inventory(docs: list[Document], known_credentials: dict[str, str] | Non
     for p in placed.values():
         errors.extend(_check_references(p, sites, devices, broken, known_credentials,
                                         known_profiles))
-    errors.extend(_check_cycles(placed))
+    errors.extend(_check_cycles(placed, "uplink"))
+    errors.extend(_check_cycles(placed, "powered_by"))
     if errors:
         raise ConfigErrors(errors)
     return Inventory(sites=sites, devices=devices, placed=placed)
@@ -374,24 +375,27 @@ def _check_peer(p: Placed, key: str, ref: str, kind: str, devices: dict[str, Dev
     return []
 
 
-def _dependencies(dev: Device, placed: dict[str, Placed]) -> list[tuple[str, str]]:
-    """(key, peer id) of each edge whose peer exists with the right kind; the other edges
-    are reported by _check_peer already, so they take no part in cycles."""
+def _dependencies(dev: Device, placed: dict[str, Placed], via: str) -> list[tuple[str, str]]:
+    """(key, peer id) of each `via` edge whose peer exists with the right kind; the other
+    edges are reported by _check_peer already, so they take no part in cycles."""
     wanted = [("uplink.switch", dev.uplink.switch if dev.uplink else None, "switch")]
     if dev.powered_by is not None:
         wanted += [("powered_by.ups", dev.powered_by.ups, "ups"),
                    ("powered_by.switch", dev.powered_by.switch, "switch")]
     return [(key, ref) for key, ref, kind in wanted
-            if ref and ref != dev.id and ref in placed and placed[ref].device.kind == kind]
+            if key.startswith(via) and ref and ref != dev.id and ref in placed
+            and placed[ref].device.kind == kind]
 
 
-def _check_cycles(placed: dict[str, Placed]) -> list[ConfigError]:
-    """Every cycle DFS closes with a back edge, once: an iterative DFS (no recursion limit),
-    linear in devices and edges apart from naming the cycles it reports.
+def _check_cycles(placed: dict[str, Placed], via: str) -> list[ConfigError]:
+    """Every cycle of `via` edges (uplink, or powered_by) DFS closes with a back edge, once:
+    an iterative DFS (no recursion limit), linear in devices and edges apart from naming the
+    cycles it reports. Network and power are separate graphs: a UPS that feeds the switch its
+    own network card hangs off is a real machine room, not a mistake.
 
     A cycle is named from the device whose edge closes it, so the error's line, its key and
     the first hop of the message are the same edge: the one to change."""
-    edges = {dev_id: _dependencies(p.device, placed) for dev_id, p in placed.items()}
+    edges = {dev_id: _dependencies(p.device, placed, via) for dev_id, p in placed.items()}
     done: set[str] = set()
     out: list[ConfigError] = []
     for root in placed:

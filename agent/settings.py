@@ -7,6 +7,7 @@ descriptions into docs/configuration.md, so the reference page cannot drift from
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from typing import Annotated, Literal
 
@@ -177,6 +178,52 @@ class Traps(Strict):
         return _host_port(value)
 
 
+class Rules(Strict):
+    """The rules engine: which rule files, how often they are evaluated, flapping."""
+
+    files: list[str] = Field(
+        ["rules/*.yaml"],
+        description="Rule files (glob patterns allowed), relative to agent.yaml. An empty "
+                    "list runs no rules.")
+    interval: Duration = Field(
+        10.0, description="Evaluation interval. A fault fires at the first evaluation after "
+                          "its `for:` has passed.")
+    stale_after: float = Field(
+        3.0, ge=1.0, le=100.0,
+        description="A collector's readings count as stale (absent) when older than this many "
+                    "of its poll intervals.")
+    flap_window: Duration = Field(
+        1800.0, description="Window in which a rule's result changes are counted for flapping.")
+    flap_threshold: int = Field(
+        6, ge=2, le=1000,
+        description="Changes (good->bad or bad->good) within `flap_window` that make a flapping "
+                    "fault: one fault that stays until the device has calmed down, instead of "
+                    "one fault per bounce.")
+    history: int = Field(5000, ge=0, le=1_000_000,
+                         description="Resolved faults kept (newest first) for the API and CLI.")
+
+
+class Alertmanager(Strict):
+    """Forwarding of faults to Alertmanager (API v2), for centres that route with it."""
+
+    urls: list[str] = Field(
+        default_factory=list,
+        description="Alertmanager base URLs, e.g. `http://127.0.0.1:9093`. Every firing fault "
+                    "is sent to each; empty: no forwarding.")
+    timeout: Duration = Field(10.0, description="Timeout of one request.")
+    resend_interval: Duration = Field(
+        60.0, description="Firing faults are sent again this often (Alertmanager forgets an "
+                          "alert whose `endsAt` passed); resolved ones are sent once at once.")
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+                raise ValueError(f"'{url}' is not an http(s):// URL")
+        return [u.rstrip("/") for u in value]
+
+
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -221,6 +268,9 @@ class Settings(Strict):
     reachability: Reachability = Field(default_factory=Reachability,
                                        description="ICMP and TCP reachability checks.")
     traps: Traps = Field(default_factory=Traps, description="The SNMP trap receiver.")
+    rules: Rules = Field(default_factory=Rules, description="The rules engine.")
+    alertmanager: Alertmanager = Field(default_factory=Alertmanager,
+                                       description="Forwarding faults to Alertmanager.")
 
     @field_validator("listen")
     @classmethod

@@ -45,13 +45,17 @@ def test_two_switches_uplinked_to_each_other(tmp_path):
         f"itself through others"]
 
 
-def test_switch_powered_by_a_switch_that_hangs_off_it(tmp_path):
-    text = (HEAD + device("core", ups="ups-1") + device("sw-a", uplink="core", poe="sw-b")
-            + device("sw-b", uplink="sw-a"))
-    assert errors_of(write_site(tmp_path, text)) == [
-        f"{tmp_path}/inventory.yaml:{line_of(text, 'sw-b')} devices[3].uplink.switch: "
-        f"topology cycle: sw-b -> sw-a -> sw-b (uplink, powered_by): a device cannot depend "
-        f"on itself through others"]
+def test_power_and_network_are_separate_graphs(tmp_path):
+    """A UPS feeding the switch its own network card hangs off, or a PoE switch feeding the
+    switch above it: a loop across network and power is a real machine room, not an error."""
+    text = (HEAD + device("core", ups="ups-1", uplink=None) + device("ups-2", kind="ups",
+                                                                     uplink="core")
+            + device("sw-a", uplink="core", ups="ups-2") + device("sw-b", uplink="sw-a")
+            + device("sw-c", uplink="sw-b", poe="sw-b"))
+    text = text.replace("{id: ups-1, kind: ups, site: room, address: 10.0.0.1}",
+                        "{id: ups-1, kind: ups, site: room, address: 10.0.0.1, "
+                        "uplink: {switch: core, port: 9}}")
+    load_config(write_site(tmp_path, text))  # no error
 
 
 def test_ups_cycle_through_power_feeds(tmp_path):
@@ -65,23 +69,24 @@ def test_ups_cycle_through_power_feeds(tmp_path):
 
 
 def test_each_cycle_once_and_three_long(tmp_path):
-    """Two cycles through the same pair (uplink and PoE back to sw-a) are two errors; a
+    """A loop of uplinks and a loop of PoE feeds through the same pair are two errors; a
     three-switch ring is one error, not one per member."""
-    text = (HEAD + device("sw-a", uplink="sw-b") + device("sw-b", uplink="sw-a", poe="sw-a")
+    text = (HEAD + device("sw-a", uplink="sw-b", poe="sw-b") + device("sw-b", uplink="sw-a",
+                                                                       poe="sw-a")
             + device("r-1", uplink="r-3") + device("r-2", uplink="r-1")
             + device("r-3", uplink="r-2"))
     errors = errors_of(write_site(tmp_path, text))
     assert [e.split(": ", 1)[1] for e in errors] == [
         "topology cycle: sw-b -> sw-a -> sw-b (uplink, uplink): a device cannot depend on "
         "itself through others",
-        "topology cycle: sw-b -> sw-a -> sw-b (powered_by, uplink): a device cannot depend on "
-        "itself through others",
         "topology cycle: r-2 -> r-1 -> r-3 -> r-2 (uplink, uplink, uplink): a device cannot "
+        "depend on itself through others",
+        "topology cycle: sw-b -> sw-a -> sw-b (powered_by, powered_by): a device cannot "
         "depend on itself through others"]
-    assert errors[1].startswith(f"{tmp_path}/inventory.yaml:{line_of(text, 'sw-b')} "
-                                f"devices[2].powered_by.switch: ")
-    assert errors[2].startswith(f"{tmp_path}/inventory.yaml:{line_of(text, 'r-2')} "
+    assert errors[1].startswith(f"{tmp_path}/inventory.yaml:{line_of(text, 'r-2')} "
                                 f"devices[4].uplink.switch: ")
+    assert errors[2].startswith(f"{tmp_path}/inventory.yaml:{line_of(text, 'sw-b')} "
+                                f"devices[2].powered_by.switch: ")
 
 
 def test_self_reference_is_reported_once(tmp_path):
