@@ -538,9 +538,6 @@ class Engine:
         self.active.pop(fault.key, None)
         if fault.fired_at is not None:
             self.history.appendleft(fault)
-        for other in self.active.values():
-            if other.caused_by == fault.key:
-                other.caused_by = None
         self.changed.append(fault)
 
     def _expire_unseen(self, seen: set[tuple], now: float) -> None:
@@ -601,21 +598,27 @@ class Engine:
 
     def _topology(self, now: float, state: State) -> None:
         rules = {r.name: r.rule for r in self.rules.rules}
-        roots = [f for f in self.active.values()
-                 if f.device and rules[f.rule].topology.cuts]
-        covered: dict[str, list[str]] = {}  # device -> root keys covering it
-        behind: dict[str, set[str]] = {}
-        for root in roots:
-            devices = self.topology.behind(root.device, rules[root.rule].topology.cuts,
-                                           root.series)
-            behind[root.key] = devices
-            for d in devices:
-                covered.setdefault(d, []).append(root.key)
-        top: dict[str, str] = {}  # device -> topmost root key
-        for d, keys in covered.items():
-            tops = [k for k in keys if not (rules[self.active[k].rule].topology.symptom
-                                            and self.active[k].device in covered)]
-            top[d] = min(tops or keys, key=lambda k: self.active[k].pending_since)
+        roots = sorted((f for f in self.active.values()
+                        if f.device and rules[f.rule].topology.cuts),
+                       key=lambda f: (f.pending_since, f.key))
+        behind = {r.key: self.topology.behind(r.device, rules[r.rule].topology.cuts, r.series)
+                  for r in roots}
+        order = {r.key: i for i, r in enumerate(roots)}
+        # a root behind another root is that one's symptom, unless they cut each other off
+        # (a UPS feeding the switch its card hangs off): then the earlier one leads
+        tops = list(roots)
+        for r in roots:
+            if not rules[r.rule].topology.symptom:
+                continue
+            for t in tops:
+                if t is not r and r.device in behind[t.key] and (
+                        t.device not in behind[r.key] or order[t.key] < order[r.key]):
+                    tops.remove(r)
+                    break
+        top: dict[str, str] = {}  # device -> the earliest top root that cuts it off
+        for t in tops:
+            for d in behind[t.key]:
+                top.setdefault(d, t.key)
         for root in roots:
             root.caused = {}
         for fault in list(self.active.values()):
