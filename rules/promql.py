@@ -44,6 +44,7 @@ text; `{{ value }}`, `{{ device.id }}`, `{{ device.site }}`, `{{ device.kind }}`
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -292,10 +293,10 @@ class _Context:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise Untranslatable(f"group variable '{name}' is not a number")
             return _Q(_number(float(value)), ATOM, False, False, frozenset())
-        ref = self.refs.get(name)
         if self.aggregated:
             raise Untranslatable(f"an aggregate's expression reads `{name}`; only total, "
-                                 f"matched and ratio are translated")
+                                 f"matched, ratio and numbers are translated")
+        ref = self.refs.get(name)
         if name == "up":
             return self.series("vigil_device_up", "device_up")
         if name in COLLECTOR_UP:
@@ -388,16 +389,16 @@ def _level_exprs(rule: Rule, group_vars: dict[str, Any]) -> list[tuple[int, str]
         return [(rule.level, rule_to_promql(rule, group_vars))]
     ctx, main = _main(rule, group_vars)
     whens = [ctx.condition(entry.when) for entry in rule.levels]
-    out = []
-    for i, entry in enumerate([*rule.levels, None]):
-        q = _setop(main, "and", whens[i], ctx.key) if entry is not None else main
-        if i:
-            earlier = whens[0]
-            for when in whens[1:i]:
-                earlier = _setop(earlier, "or", when, ctx.key)
-            q = _setop(q, "unless", earlier, ctx.key)
-        out.append((entry.level if entry is not None else rule.level, q.text))
-    return out
+
+    def unless_earlier(q: _Q, earlier: list[_Q]) -> str:
+        if not earlier:
+            return q.text
+        either = functools.reduce(lambda a, b: _setop(a, "or", b, ctx.key), earlier)
+        return _setop(q, "unless", either, ctx.key).text
+
+    out = [(entry.level, unless_earlier(_setop(main, "and", when, ctx.key), whens[:i]))
+           for i, (entry, when) in enumerate(zip(rule.levels, whens, strict=True))]
+    return [*out, (rule.level, unless_earlier(main, whens))]
 
 
 # ---------------------------------------------------------------------------------------
