@@ -88,7 +88,7 @@ def run(config_path: Path, log_level: str | None) -> None:
 @main.command()
 @CONFIG_OPTION
 def check(config_path: Path) -> None:
-    """Validate agent.yaml, the inventory, the credentials and every profile.
+    """Validate agent.yaml, the inventory, the credentials, every profile and rule file.
 
     Prints every problem as FILE:LINE KEY: what is wrong, and exits 1 if there is any.
     Run it before reloading the daemon.
@@ -110,6 +110,9 @@ def check(config_path: Path) -> None:
         names = ", ".join(v2[:5]) + (f" and {len(v2) - 5} more" if len(v2) > 5 else "")
         click.echo(f"  note: credentials {names} use SNMP v1/v2c (community in clear text); "
                    f"prefer v3 authPriv with SHA-2 and AES where devices support it")
+    rules = config.rules
+    click.echo(f"  {len(rules.rules)} rules in {len(rules.files)} rule files, "
+               f"{len(rules.inhibitions)} inhibition rules")
     overload = rtsp_overload(config)
     if overload:
         click.echo(f"  warning: {overload}")

@@ -22,10 +22,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 
 from agent import systemd
+from agent.alerting import RulesRunner
 from agent.config import Config, load_config
 from agent.events import Events, trap_counters
 from agent.evidence import EvidenceStore
 from agent.exporter import AgentMetrics, StateCollector, TrapCounters
+from agent.fault_metrics import FaultCollector
 from agent.http import make_app
 from agent.plans import rtsp_overload, video_thresholds
 from agent.scheduler import PollScheduler
@@ -63,10 +65,17 @@ class Agent:
         self.engine: Engine = self._make_engine(config)
         self.collectors: dict[str, Any] = {}
         self.scheduler = PollScheduler(self.state, self.metrics, self.evidence.keep)
+        self.state.sync(config.inventory)
+        self.rules = RulesRunner(config, self.state, self.registry, self._poll_interval)
+        self.registry.register(FaultCollector(lambda: list(self.rules.engine.active.values())))
         self.runner: web.AppRunner | None = None
         self.ready = False
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
+
+    def _poll_interval(self, device: str, collector: str) -> float | None:
+        plan = self.scheduler.plans.get(f"{device}/{collector}")
+        return plan.interval if plan is not None else None
 
     @staticmethod
     def _make_engine(config: Config) -> Engine:
@@ -108,6 +117,7 @@ class Agent:
             if forget is not None:
                 forget(plan.device)
         await self.events.apply(config)
+        self.rules.adopt(config)
         overload = rtsp_overload(config)
         if overload:
             log.warning("%s", overload)
@@ -125,6 +135,7 @@ class Agent:
         await site.start()
         await self._adopt(self.config, SnmpCollector(self.engine, self.config.profiles))
         self.scheduler.start()
+        self.rules.start()
         self.ready = True
         devices = len(self.config.inventory.devices)
         log.info("listening on http://%s, polling %d devices (%s) with the %s SNMP engine",
@@ -171,6 +182,7 @@ class Agent:
     async def stop(self) -> None:
         self.ready = False
         self.scheduler.shutdown()
+        await self.rules.close()
         await self.events.close()
         if self.runner is not None:
             await self.runner.cleanup()

@@ -6,6 +6,7 @@ GET /-/ready       200 once the configuration is loaded and polling has started,
 POST /-/reload     reload the configuration (same as SIGHUP); 200 or 400 with the errors
 GET /evidence/{device}          the device's evidence files (JSON list, newest last)
 GET /evidence/{device}/{name}   one evidence file (the JPEG a picture fault was seen in)
+/api/v1/...        faults, silences and rules (agent/api.py)
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent.api import add_routes
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -32,6 +35,7 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_get("/evidence/{device}", _evidence_list)
     app.router.add_get("/evidence/{device}/{name}", _evidence_file)
     app.router.add_get("/", _index)
+    add_routes(app, AGENT_KEY)
     return app
 
 

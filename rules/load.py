@@ -59,6 +59,7 @@ class Inhibition:
 @dataclass
 class RuleSet:
     rules: list[CompiledRule] = field(default_factory=list)
+    groups: list[Group] = field(default_factory=list)  # as written, for exports
     inhibitions: list[Inhibition] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
 
@@ -108,6 +109,7 @@ def load_rules(paths: list[Path], known: Known, inventory: Inventory | None) -> 
         except ConfigErrors as exc:
             errors.extend(exc.errors)
             continue
+        out.groups.extend(model.groups)
         for gi, group in enumerate(model.groups):
             for ri, rule in enumerate(group.rules):
                 at = ("groups", gi, "rules", ri)

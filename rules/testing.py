@@ -18,7 +18,8 @@ from pydantic import Field
 
 from agent import yamlfile
 from agent.inventory import Inventory, load_inventory
-from agent.settings import Duration, Rules as RulesSettings, Strict
+from agent.settings import Duration, Strict
+from agent.settings import Rules as RulesSettings
 from agent.state import State
 from agent.validation import parse_duration, validate
 from agent.yamlfile import ConfigError, ConfigErrors, Document
@@ -141,15 +142,15 @@ def _run_test(doc: Document, index: int, test: RuleTest, inventory: Inventory, r
     expanded: list[tuple[InputSeries, list]] = []
     for si, series in enumerate(test.input_series):
         if series.device not in inventory.devices:
-            raise ConfigErrors([doc.error(at + ("input_series", si, "device"),
+            raise ConfigErrors([doc.error((*at, "input_series", si, "device"),
                                           f"device '{series.device}' is not in `devices`")])
         if (series.metric is None) == (series.event is None):
-            raise ConfigErrors([doc.error(at + ("input_series", si),
+            raise ConfigErrors([doc.error((*at, "input_series", si),
                                           "give `metric` or `event`")])
         try:
             expanded.append((series, expand_series(series.values)))
         except ValueError as exc:
-            raise ConfigErrors([doc.error(at + ("input_series", si, "values"),
+            raise ConfigErrors([doc.error((*at, "input_series", si, "values"),
                                           str(exc))]) from None
     state = State()
     state.sync(inventory)

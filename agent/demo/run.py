@@ -269,6 +269,8 @@ def _agent_yaml(options: DemoOptions, workdir: Path) -> tuple[Path, str]:
     settings["inventory"] = [absolute(p) for p in settings.get("inventory", ["inventory.yaml"])]
     settings["credentials"] = absolute(settings.get("credentials", "credentials.yaml"))
     settings["profiles"] = [absolute(p) for p in settings.get("profiles", [])]
+    rules = settings.setdefault("rules", {})
+    rules["files"] = [absolute(p) for p in rules.get("files", ["rules/*.yaml"])]
     if options.listen:
         settings["listen"] = options.listen
     listen = str(settings.get("listen", "127.0.0.1:9830"))

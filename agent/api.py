@@ -1,0 +1,172 @@
+"""The agent's JSON API for faults, silences and rules (read by `vigil faults` and
+`vigil silence`, and by whatever a centre builds on it).
+
+GET    /api/v1/faults             active faults; filters: state, level, site, device, rule,
+                                  suppressed=include|exclude|only (default include)
+GET    /api/v1/faults/history     resolved faults, newest first (limit, default 100)
+GET    /api/v1/faults/{key}       one fault, active or resolved, with its scene record
+GET    /api/v1/silences           silences (maintenance windows), expired ones of the last day
+POST   /api/v1/silences           {"matchers": [...], "ends_at": unix | "starts_at": ...,
+                                   "duration": "2h", "owner": ..., "reason": ...}
+DELETE /api/v1/silences/{id}      end a silence now
+GET    /api/v1/rules              loaded rules with how many faults each has
+Errors are JSON `{"error": "..."}` with status 400 (bad request) or 404 (unknown).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from agent.validation import parse_duration
+from rules.faults import Fault
+from rules.silences import new_silence
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+MAX_BODY = 64 * 1024
+
+
+def add_routes(app: web.Application, agent_key: web.AppKey) -> None:
+    def agent(request: web.Request) -> Agent:
+        return request.app[agent_key]  # type: ignore[return-value]
+
+    async def faults(request: web.Request) -> web.Response:
+        engine = agent(request).rules.engine
+        q = request.query
+        suppressed = q.get("suppressed", "include")
+        if suppressed not in ("include", "exclude", "only"):
+            return _error(400, "suppressed: use include, exclude or only")
+        out = []
+        for fault in engine.active.values():
+            if not _wanted(fault, q):
+                continue
+            if (suppressed == "exclude" and fault.suppressed) or \
+                    (suppressed == "only" and not fault.suppressed):
+                continue
+            out.append(_summary(fault))
+        out.sort(key=lambda f: (f["level"], f["since"]))
+        return web.json_response(out, dumps=_dumps)
+
+    async def history(request: web.Request) -> web.Response:
+        engine = agent(request).rules.engine
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return _error(400, "limit: a number")
+        out = [_summary(f) for f in engine.history if _wanted(f, request.query)][:max(limit, 0)]
+        return web.json_response(out, dumps=_dumps)
+
+    async def one(request: web.Request) -> web.Response:
+        engine = agent(request).rules.engine
+        key = request.match_info["key"]
+        fault = engine.active.get(key) or next((f for f in engine.history if f.key == key),
+                                               None)
+        if fault is None:
+            return _error(404, f"no fault '{key}'")
+        return web.json_response(fault.to_dict(), dumps=_dumps)
+
+    async def silences(request: web.Request) -> web.Response:
+        engine = agent(request).rules.engine
+        now = time.time()
+        out = [{**s.to_dict(), "active": s.active(now)} for s in engine.silences.values()]
+        out.sort(key=lambda s: s["ends_at"])
+        return web.json_response(out, dumps=_dumps)
+
+    async def add_silence(request: web.Request) -> web.Response:
+        if (request.content_length or 0) > MAX_BODY:
+            return _error(413, "request body too large")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "the body must be JSON")
+        if not isinstance(body, dict):
+            return _error(400, "the body must be a JSON object")
+        try:
+            silence = _silence(body)
+        except (ValueError, TypeError) as exc:
+            return _error(400, str(exc))
+        runner = agent(request).rules
+        runner.engine.add_silence(silence)
+        runner.save()
+        return web.json_response(silence.to_dict(), status=201, dumps=_dumps)
+
+    async def end_silence(request: web.Request) -> web.Response:
+        runner = agent(request).rules
+        sid = request.match_info["id"]
+        if not runner.engine.expire_silence(sid, time.time()):
+            return _error(404, f"no silence '{sid}'")
+        runner.save()
+        return web.json_response({"id": sid, "expired": True})
+
+    async def rules(request: web.Request) -> web.Response:
+        a = agent(request)
+        counts: dict[str, int] = {}
+        for fault in a.rules.engine.active.values():
+            counts[fault.rule] = counts.get(fault.rule, 0) + 1
+        out = [{"name": r.name, "group": r.group, "file": str(r.file), "line": r.line,
+                "expr": r.rule.expr, "level": r.rule.level,
+                "for": r.rule.for_, "faults": counts.get(r.name, 0),
+                "devices": len(a.rules.engine.selected.get(r.name, ()))}
+               for r in a.config.rules.rules]
+        return web.json_response(out, dumps=_dumps)
+
+    app.router.add_get("/api/v1/faults", faults)
+    app.router.add_get("/api/v1/faults/history", history)
+    app.router.add_get("/api/v1/faults/{key:.+}", one)
+    app.router.add_get("/api/v1/silences", silences)
+    app.router.add_post("/api/v1/silences", add_silence)
+    app.router.add_delete("/api/v1/silences/{id}", end_silence)
+    app.router.add_get("/api/v1/rules", rules)
+
+
+def _silence(body: dict[str, Any]):
+    matchers = body.get("matchers")
+    if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
+        raise ValueError("matchers: a list of strings like 'device=\"cam-01\"'")
+    now = time.time()
+    starts = body.get("starts_at")
+    if starts is not None and not isinstance(starts, (int, float)):
+        raise ValueError("starts_at: unix time in seconds")
+    ends = body.get("ends_at")
+    if ends is None and "duration" in body:
+        ends = (starts or now) + parse_duration(body["duration"])
+    if not isinstance(ends, (int, float)) or isinstance(ends, bool):
+        raise ValueError("ends_at (unix time) or duration ('2h') is required: a window has "
+                         "an end")
+    return new_silence(matchers, float(ends), str(body.get("owner", "")),
+                       str(body.get("reason", "")), starts_at=starts, now=now)
+
+
+def _wanted(fault: Fault, q: Any) -> bool:
+    return ((not q.get("state") or fault.state == q["state"])
+            and (not q.get("level") or str(fault.level) == q["level"])
+            and (not q.get("site") or fault.site == q["site"])
+            and (not q.get("device") or fault.device == q["device"])
+            and (not q.get("rule") or fault.rule == q["rule"]))
+
+
+def _summary(fault: Fault) -> dict[str, Any]:
+    """A fault without its scene record (that is in GET /api/v1/faults/{key})."""
+    return {"key": fault.key, "rule": fault.rule, "level": fault.level, "state": fault.state,
+            "device": fault.device, "subject": fault.subject, "site": fault.site,
+            "kind": fault.kind, "series": fault.series, "labels": fault.labels,
+            "since": fault.fired_at or fault.pending_since, "pending_since": fault.pending_since,
+            "fired_at": fault.fired_at, "resolved_at": fault.resolved_at,
+            "last_seen": fault.last_seen, "value": fault.value, "texts": fault.texts,
+            "suppressed": fault.suppressed, "caused_by": fault.caused_by,
+            "silenced_by": fault.silenced_by, "inhibited_by": fault.inhibited_by,
+            "caused": len(fault.caused), "flapping": fault.flapping,
+            "no_data_since": fault.no_data_since}
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)
