@@ -116,7 +116,7 @@ class Engine:
         self._rate_metrics = self._counter_refs()
         self._error_logged: set[str] = set()
         self._clock = 0.0
-        self._group_members: dict[str, list[str]] = {}
+        self._group_members: dict[str, list[str]] = {}  # aggregate fault -> matched devices
 
     # -- configuration -------------------------------------------------------------------
 
@@ -162,7 +162,6 @@ class Engine:
         started = _time.process_time()
         self.changed = []
         self._clock = now
-        self._group_members: dict[str, list[str]] = {}
         self.stats = CycleStats()
         views: dict[str, View | None] = {}
 
@@ -412,6 +411,11 @@ class Engine:
                      "no_data": float(no_data), "ratio": len(matched) / len(members),
                      "group": group}
             result = _run_plain(rule.expr, {**rule.consts, **extra})
+            if no_data:  # could the members without data change the verdict? then no data
+                worst = {**extra, "matched": float(len(matched) + no_data),
+                         "ratio": (len(matched) + no_data) / len(members)}
+                if _run_plain(rule.expr, {**rule.consts, **worst}) != result:
+                    result = NO_DATA
             self.stats.evaluations += 1
             ikey = (rule.name, group, ())
             seen.add(ikey)
@@ -492,6 +496,7 @@ class Engine:
             self._resolve(fault, now, "flapping over" if fault.flapping else "recovered")
             inst.fault = None
             self._forget(ikey, inst)
+            return
         if fault is not None and flapping and not fault.flapping:
             fault.flapping = True
             fault.event(now, "flapping", changes=len(inst.changes))
@@ -536,6 +541,7 @@ class Engine:
         fault.resolved_at = now
         fault.event(now, "resolved", why=why)
         self.active.pop(fault.key, None)
+        self._group_members.pop(fault.key, None)
         if fault.fired_at is not None:
             self.history.appendleft(fault)
         self.changed.append(fault)
@@ -550,15 +556,19 @@ class Engine:
                 if not inst.changes or inst.changes[-1] < now - self.settings.flap_window:
                     del self.instances[ikey]
                 continue
-            if fault.device and fault.device in self.views and ikey[2]:
-                self._resolve(fault, now, "series gone")
+            view = self.views.get(fault.device)
+            rule = self.rules.get(fault.rule)
+            if view is not None and ikey[2] and rule is not None and any(
+                    view.metrics.get(m) for m in rule.expr.metrics):
+                self._resolve(fault, now, "series gone")  # the device reports others
                 del self.instances[ikey]
 
     def _upstream_ready(self, rule: CompiledRule, fault: Fault, now: float,
                         state: State | None) -> bool:
         """A symptom fires only once every device it depends on has been polled since the
         symptom began (or after UPSTREAM_WAIT): the root, if any, is known by then."""
-        if not rule.rule.topology.symptom or not fault.device or state is None:
+        if not rule.rule.topology.symptom or not fault.device or state is None \
+                or fault.caused_by:
             return True
         if now - fault.pending_since >= (rule.rule.for_ or 0.0) + UPSTREAM_WAIT:
             return True
@@ -566,8 +576,9 @@ class Engine:
             entry = state.devices.get(parent)
             if entry is None or not entry.results:
                 continue
-            if max(r.timestamp for r in entry.results.values()) < fault.pending_since:
-                return False
+            latest = max(entry.results.values(), key=lambda r: r.timestamp)
+            if latest.up and latest.timestamp < fault.pending_since:
+                return False  # seen well only before this began: wait for its next poll
         return True
 
     def _scene(self, v: View | None, inputs: dict[str, Any], now: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateSyntaxError
+from pydantic import Field
 
 from agent import yamlfile
 from agent.inventory import Device, Inventory
@@ -24,6 +25,16 @@ from rules.annotate import compile_text
 from rules.expr import AGGREGATE_VARS, ExprError, Expression, compile_expr
 from rules.model import Group, InhibitRule, Rule, RuleFile, Selector
 from rules.silences import Matcher, parse_matcher
+
+
+class _RawGroup(Group):
+    rules: list[dict[str, Any]] = Field(..., description="The rules.")  # type: ignore[assignment]
+
+
+class _RawFile(RuleFile):
+    """A rule file whose rules are validated one at a time, each with its own errors."""
+
+    groups: list[_RawGroup] = Field(default_factory=list)  # type: ignore[assignment]
 
 
 @dataclass
@@ -102,16 +113,27 @@ def load_rules(paths: list[Path], known: Known, inventory: Inventory | None) -> 
     for path in paths:
         try:
             doc = yamlfile.load(path)
-            model = validate(RuleFile, doc)
+            model = validate(_RawFile, doc)
         except ConfigError as exc:
             errors.append(exc)
             continue
         except ConfigErrors as exc:
             errors.extend(exc.errors)
             continue
-        out.groups.extend(model.groups)
-        for gi, group in enumerate(model.groups):
-            for ri, rule in enumerate(group.rules):
+        for gi, raw_group in enumerate(model.groups):
+            rules: list[Rule] = []
+            for ri, raw in enumerate(raw_group.rules):  # one by one: every rule's errors
+                try:
+                    rules.append(validate(Rule, doc, raw, prefix=("groups", gi, "rules", ri)))
+                except ConfigErrors as exc:
+                    errors.extend(exc.errors)
+                    rules.append(None)  # type: ignore[arg-type]  # keeps the indexes
+            group = Group(name=raw_group.name, vars=raw_group.vars,
+                          rules=[r for r in rules if r is not None])
+            out.groups.append(group)
+            for ri, rule in enumerate(rules):
+                if rule is None:
+                    continue
                 at = ("groups", gi, "rules", ri)
                 if rule.name in where:
                     errors.append(doc.error((*at, "name"), f"rule {rule.name}: the name is "
@@ -128,7 +150,7 @@ def load_rules(paths: list[Path], known: Known, inventory: Inventory | None) -> 
             except ConfigErrors as exc:
                 errors.extend(exc.errors)
     if errors:
-        raise ConfigErrors(errors)
+        raise ConfigErrors(sorted(errors, key=lambda e: (str(e.file), e.line or 0)))
     return out
 
 
@@ -237,7 +259,7 @@ def selects(s: Selector, device: Device) -> bool:
 
 
 def _hint(name: str, known: Any) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
