@@ -11,37 +11,20 @@ import dataclasses
 import json
 import logging
 import sys
-import unicodedata
 from pathlib import Path
 
 import click
 
-from agent.config import DEFAULT_CONFIG, Config, load_config
+from agent.cli_common import CONFIG_OPTION, _load, _table
+from agent.cli_rules import RULE_COMMANDS
 from agent.plans import rtsp_overload
 from agent.yamlfile import ConfigError, ConfigErrors
-
-CONFIG_OPTION = click.option(
-    "--config", "-c", "config_path", type=click.Path(path_type=Path), envvar="VIGIL_CONFIG",
-    default=DEFAULT_CONFIG, show_default=True,
-    help="agent.yaml; the inventory, credentials and profile paths in it are relative to it. "
-         "Also read from $VIGIL_CONFIG.")
 
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr, force=True)
-
-
-def _load(path: Path) -> Config:
-    try:
-        return load_config(path)
-    except (ConfigError, ConfigErrors) as exc:
-        errors = getattr(exc, "errors", [exc])
-        for error in errors:
-            click.echo(str(error), err=True)
-        click.echo(f"{len(errors)} problem(s) found; nothing was started.", err=True)
-        sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -116,17 +99,6 @@ def check(config_path: Path) -> None:
     overload = rtsp_overload(config)
     if overload:
         click.echo(f"  warning: {overload}")
-
-
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(_width(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell + " " * (w - _width(cell))
-                               for cell, w in zip(r, widths, strict=True))
-                     .rstrip() for r in rows)
 
 
 def _number(value: float) -> str:
@@ -341,8 +313,9 @@ def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus:
         duration=duration, scale=timeline_scale)))
 
 
+for command in RULE_COMMANDS:
+    main.add_command(command)
+
+
 if __name__ == "__main__":
     main()
-
-
-from agent import cli_rules  # noqa: E402,F401  (registers its commands on `main`)

@@ -12,12 +12,12 @@ from typing import Any
 import click
 import yaml
 
-from agent.cli import CONFIG_OPTION, _load, _table, main
+from agent.cli_common import CONFIG_OPTION, _load, _table
 from agent.yamlfile import ConfigError, ConfigErrors
 from collectors.snmp.profile import load_profiles
 
 
-@main.group()
+@click.group()
 def test() -> None:
     """Unit tests of configuration (like `promtool test rules`)."""
 
@@ -55,7 +55,7 @@ def test_rules(files: tuple[Path, ...]) -> None:
         sys.exit(1)
 
 
-@main.group()
+@click.group()
 def export() -> None:
     """Write configuration for other tools from Vigil's own."""
 
@@ -123,7 +123,7 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%m-%d %H:%M:%S")
 
 
-@main.command()
+@click.command()
 @CONFIG_OPTION
 @URL_OPTION
 @click.argument("key", required=False)
@@ -210,7 +210,7 @@ def _print_fault(f: dict, lang: str) -> None:
         click.echo(f"    {_when(h['at'])} {h['event']} {extra}")
 
 
-@main.group()
+@click.group()
 def silence() -> None:
     """Maintenance windows: planned work opens no faults."""
 
@@ -269,3 +269,6 @@ def silence_expire(config_path: Path, url: str | None, silence_id: str) -> None:
     """End a silence now."""
     _call("DELETE", f"{_api(config_path, url)}/api/v1/silences/{silence_id}")
     click.echo(f"silence {silence_id} ended")
+
+
+RULE_COMMANDS = [test, export, faults, silence]
