@@ -19,6 +19,8 @@ from agent.inventory import Device, InventoryFile
 from agent.settings import Settings
 from collectors.snmp.profile import ProfileFile, load_profiles
 from collectors.vocabulary import load_vocabulary
+from rules.model import Rule, RuleFile
+from rules.testing import ExpectedFault, InputSeries, RuleTest, TestFile
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -65,7 +67,7 @@ def _default(field: Any) -> str:
 
 def _rows(model: type[BaseModel], prefix: str, out: list[str], seen: set[str]) -> None:
     for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
+        key = f"{prefix}{field.alias or name}"
         description = (field.description or "").replace("\n", " ")
         out.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
                    f"{description} |")
@@ -105,6 +107,16 @@ def config_reference() -> str:
         _section("Profile files", "Device profiles (`collectors/profiles/*.yaml` and the "
                                   "directories under `profiles:`). See docs/profiles.md.",
                  ProfileFile),
+        _section("Rule files", "Rules (`rules.files` in agent.yaml; shipped: config/rules/). "
+                               "See docs/rules.md for expressions and topology.", RuleFile),
+        _section("Rule files: rule entries", "Each item of `groups[].rules`.", Rule),
+        _section("Rule unit test files", "Files run by `vigil test rules` "
+                                         "(config/rules/tests/).", TestFile),
+        _section("Rule unit tests: one test", "Each item of `tests`.", RuleTest),
+        _section("Rule unit tests: input series", "Each item of `input_series`.",
+                 InputSeries),
+        _section("Rule unit tests: expected faults", "Each item of `fault_eval[].faults`.",
+                 ExpectedFault),
     ]
     return "\n".join(parts)
 
@@ -137,6 +149,26 @@ def metrics_reference() -> str:
              "| `vigil_config_last_reload_successful` | gauge | 1 if the last (re)load worked |",
              "| `vigil_config_last_reload_success_timestamp_seconds` | gauge | its time |",
              "| `vigil_agent_info` | info | agent id, version, SNMP engine |",
+             "| `vigil_fault_active` | gauge | 1 per firing fault that opens something (labels "
+             "alertname, level, device, site, kind, the series' and the rule's labels) |",
+             "| `vigil_alerts` | gauge | pending and firing faults (label alertstate), as "
+             "Prometheus' ALERTS |",
+             "| `vigil_fault_since_timestamp_seconds` | gauge | when a firing fault fired |",
+             "| `vigil_fault_suppressed` | gauge | faults that open nothing (reason caused, "
+             "silenced, inhibited; by: root fault, silence or inhibiting fault) |",
+             "| `vigil_faults` | gauge | faults by level and state (firing, pending, caused, "
+             "silenced, inhibited, flapping) |",
+             "| `vigil_fault_caused` | gauge | faults a root fault carries as evidence |",
+             "| `vigil_rule_evaluation_seconds` | histogram | CPU time of one evaluation of every "
+             "rule |",
+             "| `vigil_rule_evaluations_total` | counter | expression evaluations |",
+             "| `vigil_rule_no_data` | gauge | per rule: devices it could not judge (missing or "
+             "stale readings) |",
+             "| `vigil_rule_errors_total` | counter | per rule: failed evaluations |",
+             "| `vigil_rule_last_evaluation_timestamp_seconds` | gauge | time of the latest "
+             "evaluation |",
+             "| `vigil_alertmanager_alerts_sent_total`, `vigil_alertmanager_errors_total`, "
+             "`vigil_alertmanager_up` | | forwarding to each Alertmanager URL |",
              "",
              "## Device metrics (from profiles)\n",
              "| metric | type | meaning |", "|---|---|---|"]

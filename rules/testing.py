@@ -67,11 +67,11 @@ class FaultEval(Strict):
 
 
 class TestSilence(Strict):
-    matchers: list[str]
-    start: Duration | int = 0
-    end: Duration
-    owner: str = "test"
-    reason: str = "test"
+    matchers: list[str] = Field(..., description="Matchers, e.g. `device=\"cam-1\"`.")
+    start: Duration | int = Field(0, description="Start, time since the test's start.")
+    end: Duration = Field(..., description="End, time since the test's start.")
+    owner: str = Field("test", description="Who does the planned work.")
+    reason: str = Field("test", description="What the work is.")
 
 
 class RuleTest(Strict):
