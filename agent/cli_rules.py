@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ def test_rules(files: tuple[Path, ...]) -> None:
     Exits 1 if any test fails or any file has errors. See docs/rules.md for the format."""
     from rules.testing import run_file
 
+    logging.getLogger("vigil").setLevel(logging.ERROR)  # the simulated polls' up/down lines
     profiles = load_profiles()
     failed = passed = 0
     for path in files:

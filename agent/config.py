@@ -109,7 +109,8 @@ def load_config(path: Path) -> Config:
     rules = RuleSet()
     try:
         files = [f for pattern in settings.rules.files for f in _resolve(base, pattern)]
-        rules = load_rules(files, known_from(profiles.catalogue, profiles), inventory)
+        rules = load_rules(files, known_from(profiles.catalogue, profiles), inventory,
+                           settings.rules.vars)
     except ConfigError as exc:
         errors.append(exc)
     except ConfigErrors as exc:

@@ -201,6 +201,11 @@ class Rules(Strict):
                     "one fault per bounce.")
     history: int = Field(5000, ge=0, le=1_000_000,
                          description="Resolved faults kept (newest first) for the API and CLI.")
+    vars: dict[str, typing.Any] = Field(
+        default_factory=dict,
+        description="This site's values of rule-group constants, replacing the `vars` of "
+                    "every group that declares them (e.g. `approved_firmware: {DS-2DE4425IW-DE: "
+                    "[V5.7.12 build 230818]}`), so the shipped rule files stay untouched.")
 
 
 class Alertmanager(Strict):

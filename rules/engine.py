@@ -519,7 +519,7 @@ class Engine:
                       subject=subject, device=device_id, site=site,
                       kind=device.kind if device else "", series=dict(unit),
                       labels=dict(rule.rule.labels), level=rule.rule.level, state="pending",
-                      pending_since=now, last_seen=now)
+                      pending_since=now, last_seen=now, value=_first_number(inputs))
         fault.level = self._level(rule, v, unit, inputs if v is None else {})
         fault.event(now, "pending", level=fault.level)
         self.active[fault.key] = fault
@@ -609,14 +609,21 @@ class Engine:
 
     def _topology(self, now: float, state: State) -> None:
         rules = {r.name: r.rule for r in self.rules.rules}
+        # a definite root (UPS output off) leads a root that may be a symptom (switch
+        # unreachable), then the earlier, then by name
         roots = sorted((f for f in self.active.values()
                         if f.device and rules[f.rule].topology.cuts),
-                       key=lambda f: (f.pending_since, f.key))
-        behind = {r.key: self.topology.behind(r.device, rules[r.rule].topology.cuts, r.series)
-                  for r in roots}
+                       key=lambda f: (rules[f.rule].topology.symptom, f.pending_since, f.key))
+
+        def answers(device: str) -> bool:
+            v = self.views.get(device)
+            return v is not None and v.up == 1.0
+
+        behind = {r.key: self.topology.behind(r.device, rules[r.rule].topology.cuts, r.series,
+                                              answers) for r in roots}
         order = {r.key: i for i, r in enumerate(roots)}
         # a root behind another root is that one's symptom, unless they cut each other off
-        # (a UPS feeding the switch its card hangs off): then the earlier one leads
+        # (a UPS feeding the switch its card hangs off): then the one first in order leads
         tops = list(roots)
         for r in roots:
             if not rules[r.rule].topology.symptom:
@@ -626,7 +633,7 @@ class Engine:
                         t.device not in behind[r.key] or order[t.key] < order[r.key]):
                     tops.remove(r)
                     break
-        top: dict[str, str] = {}  # device -> the earliest top root that cuts it off
+        top: dict[str, str] = {}  # device -> the leading top root that cuts it off
         for t in tops:
             for d in behind[t.key]:
                 top.setdefault(d, t.key)
@@ -659,7 +666,7 @@ class Engine:
                 root.caused[fault.key] = {"rule": fault.rule, "device": fault.device,
                                           "level": fault.level, "state": fault.state,
                                           "since": fault.pending_since}
-                if not fault.device and fault.level < root.level:  # the impact on the site
+                if fault.state == "firing" and fault.level < root.level:  # its impact
                     root.event(now, "level", old=root.level, new=fault.level, by=fault.key)
                     root.level = fault.level
                     self.changed.append(root)

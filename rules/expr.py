@@ -66,6 +66,10 @@ _TOKEN = re.compile(
     r"""|(?P<other>[\s\S])""", re.VERBOSE)
 
 
+_BOUND = re.compile(r"\.\s*(?:exists_one|exists|all|filter|map)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)"
+                    r"\s*,")
+
+
 class ExprError(ValueError):
     """An expression that cannot be compiled or that uses an unknown name."""
 
@@ -137,8 +141,11 @@ def compile_expr(source: str, metrics: set[str], consts: set[str],
     if unknown_fn:
         raise ExprError(f"unknown function {', '.join(unknown_fn)}() (functions: rate, increase, "
                         f"absent, age, event and CEL's standard ones)")
+    bound = set(_BOUND.findall(text))  # loop variables of exists/all/filter/map
     refs: list[Ref] = []
     for var in program.variables():
+        if var in bound:
+            continue
         if var in macros:
             ref = macros[var]
             if ref.how != "event" and ref.metric not in metrics:
@@ -152,8 +159,13 @@ def compile_expr(source: str, metrics: set[str], consts: set[str],
             refs.append(Ref(var, var, "value"))
         else:
             raise ExprError(_unknown_metric(var, metrics | BUILTINS | consts | extra))
-    refs.sort(key=lambda r: r.var)
+    refs.sort(key=lambda r: (_position(text, r.var), r.var))  # `value` is the first one read
     return Expression(source, program, tuple(refs))
+
+
+def _position(text: str, var: str) -> int:
+    m = re.search(rf"\b{re.escape(var)}\b", text)
+    return m.start() if m else len(text)
 
 
 def _unknown_metric(name: str, known: set[str] | frozenset[str]) -> str:

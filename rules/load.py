@@ -105,8 +105,10 @@ def known_from(catalogue: dict[str, MetricSpec], profiles: Any) -> Known:
     return Known(dict(catalogue), labels)
 
 
-def load_rules(paths: list[Path], known: Known, inventory: Inventory | None) -> RuleSet:
-    """Load rule files; raise ConfigErrors listing every problem."""
+def load_rules(paths: list[Path], known: Known, inventory: Inventory | None,
+               overrides: dict[str, Any] | None = None) -> RuleSet:
+    """Load rule files; raise ConfigErrors listing every problem. `overrides` replace the
+    group vars of the same name (agent.yaml `rules.vars`)."""
     errors: list[ConfigError] = []
     out = RuleSet(files=list(paths))
     where: dict[str, str] = {}
@@ -128,7 +130,8 @@ def load_rules(paths: list[Path], known: Known, inventory: Inventory | None) -> 
                 except ConfigErrors as exc:
                     errors.extend(exc.errors)
                     rules.append(None)  # type: ignore[arg-type]  # keeps the indexes
-            group = Group(name=raw_group.name, vars=raw_group.vars,
+            group = Group(name=raw_group.name,
+                          vars={k: (overrides or {}).get(k, v) for k, v in raw_group.vars.items()},
                           rules=[r for r in rules if r is not None])
             out.groups.append(group)
             for ri, rule in enumerate(rules):

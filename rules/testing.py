@@ -41,6 +41,10 @@ class InputSeries(Strict):
     labels: dict[str, str] = Field(default_factory=dict, description="Series labels.")
     collector: str | None = Field(None, description="snmp (default), onvif, rtsp or reach; "
                                                     "guessed from the metric name.")
+    reason: str = Field("timeout", description="For `up`: why a failed poll failed "
+                                               "(timeout, refused, auth, no_frames, ...); a "
+                                               "failed poll keeps the other series' readings "
+                                               "of its step only for no_frames.")
     values: str = Field(..., description="promtool notation, one value per `interval`.")
 
 
@@ -200,14 +204,14 @@ def _poll(state: State, expanded: list[tuple[InputSeries, list]], step: int, ts:
                 series.device, ts, 0.1, True, collector=collector)
         if series.metric == "up":
             if not value:
-                result.up, result.reason = False, "timeout"
+                result.up, result.reason = False, series.reason  # type: ignore[assignment]
             continue
         metric = str(series.metric)
         result.readings.append(Reading(series.device, metric, dict(series.labels),
                                        float(value), ts))
     for result in results.values():
-        if not result.up:
-            result.readings = []
+        if not result.up and result.reason != "no_frames":  # a failed poll measured nothing,
+            result.readings = []  # except a stream set up that sent no frame
         state.update(result)
     # a STALE marker drops the collector's result: its readings are gone
     for series, values in expanded:

@@ -11,7 +11,7 @@ by* the root. Only the topmost root opens anything; it carries the others as evi
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from agent.inventory import Device
@@ -71,12 +71,15 @@ class Topology:
         """Devices hanging off (or fed by) this port of this switch."""
         if not any(k in series for k in ("ifindex", "interface", "port")):
             return []
-        return [e.child for e in self.children.get(switch, ())
-                if e.port is not None and port_matches(e.port, series)]
+        return list(dict.fromkeys(e.child for e in self.children.get(switch, ())
+                                  if e.port is not None and port_matches(e.port, series)))
 
-    def behind(self, device: str, cuts: Iterable[str], series: dict[str, str]) -> set[str]:
+    def behind(self, device: str, cuts: Iterable[str], series: dict[str, str],
+               answers: Callable[[str], bool]) -> set[str]:
         """Devices cut off when `device` fails in the ways `cuts` names (for the port of
-        `series`, if it is about one port), then everything behind those, whatever the way."""
+        `series`, if it is about one port), then everything behind those, whatever the way.
+        A device that `answers` is not cut off, nor is what hangs behind it through it (a
+        UPS that stopped answering has not taken down the switch that still does)."""
         cuts = set(cuts)
         first = [e.child for e in self.children.get(device, ())
                  if e.via in cuts and port_matches(e.port, series)]
@@ -84,7 +87,7 @@ class Topology:
         queue = deque(first)
         while queue:
             child = queue.popleft()
-            if child in out or child == device:
+            if child in out or child == device or answers(child):
                 continue
             out.add(child)
             queue.extend(e.child for e in self.children.get(child, ()))

@@ -529,3 +529,77 @@ def test_reload_keeps_faults_of_rules_that_stay(tmp_path):
                       RulesSettings(), T0 + 50)
     assert "UpsOnBattery:ups-1" not in site.engine.active
     assert site.engine.history[0].history[-1]["why"] == "rule removed"
+
+
+def test_loop_variables_of_cel_macros(tmp_path):
+    rules = """
+    groups:
+      - name: g
+        vars: {approved: {M1: ["V5.7"]}}
+        rules:
+          - name: Firmware
+            select: {kinds: [ptz_camera]}
+            expr: '!approved["M1"].exists(v, device_info.firmware.startsWith(v))'
+            level: 4
+    """
+    site = Site(tmp_path, rules, {"id": "cam-1", "kind": "ptz_camera", "site": "dh"})
+    site.state.update(PollResult("cam-1", T0, 0.1, True, collector="onvif", readings=[
+        Reading("cam-1", "device_info", {"model": "M1", "firmware": "V5.8.1"}, 1, T0)]))
+    site.run(0)
+    assert site.faults() == {"cam-1": ("firing", 4, None)}
+
+
+POWER_RULES = """
+groups:
+  - name: g
+    rules:
+      - name: UpsDown
+        select: {kinds: [ups]}
+        expr: up == 0
+        level: 3
+        topology: {cuts: [power], symptom: true}
+      - name: UpsOutputOff
+        select: {kinds: [ups]}
+        expr: ups_output_source == 2
+        level: 2
+        topology: {cuts: [power]}
+      - name: SwitchDown
+        select: {kinds: [switch]}
+        expr: up == 0
+        level: 1
+        topology: {cuts: [uplink, power], symptom: true}
+      - name: CameraDown
+        select: {kinds: [ptz_camera]}
+        expr: up == 0
+        level: 3
+        topology: {symptom: true}
+"""
+ROOM = [{"id": "ups-room", "kind": "ups", "site": "dh", "uplink": {"switch": "sw", "port": 1}},
+        {"id": "sw", "kind": "switch", "site": "dh", "powered_by": {"ups": "ups-room"}},
+        {"id": "ups-2", "kind": "ups", "site": "dh", "uplink": {"switch": "sw", "port": 2}},
+        {"id": "cam", "kind": "ptz_camera", "site": "dh", "uplink": {"switch": "sw", "port": 3}}]
+
+
+def test_a_root_does_not_claim_what_hangs_behind_an_answering_device(tmp_path):
+    site = Site(tmp_path, POWER_RULES, *ROOM)
+    site.poll(0, "sw")
+    site.poll(0, "cam", collector="onvif")
+    site.poll(0, "ups-room", up=False)
+    site.poll(0, "ups-2", up=False)  # its own card died; the switch between still answers
+    site.run(0)
+    assert site.faults("UpsDown") == {"ups-room": ("firing", 3, None),
+                                      "ups-2": ("firing", 3, None)}
+
+
+def test_ups_output_off_leads_the_switch_it_feeds_and_takes_the_level(tmp_path):
+    """The machine-room UPS feeds the core switch its own card hangs off: both go at once.
+    The definite root (output off) leads; the switch's level-1 impact raises it."""
+    site = Site(tmp_path, POWER_RULES, *ROOM)
+    site.poll(0, "ups-room", ups_output_source=2)
+    site.poll(0, "sw", up=False)
+    site.poll(0, "cam", up=False, collector="onvif")
+    site.run(0)
+    root = site.engine.active["UpsOutputOff:ups-room"]
+    assert root.suppressed is None and root.level == 1
+    assert sorted(root.caused) == ["CameraDown:cam", "SwitchDown:sw"]
+    assert site.engine.active["CameraDown:cam"].caused_by == "UpsOutputOff:ups-room"

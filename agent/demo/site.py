@@ -94,6 +94,7 @@ class Device:
     profile: str | None = None
     comment: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    role: str = ""  # inventory label `role` (core, machine_room): raises the rules' levels
 
 
 def _camera_names(c: Community, count: int, suffix: str, start: int = 0) -> list[str]:
@@ -118,10 +119,10 @@ def plan() -> tuple[list[tuple[str, str]], list[Device]]:
     devices.append(Device("sw-core", "switch", "room", "分局机房核心交换机", f"{room_net}.1",
                           CORE_MODEL, powered_by=("ups-room", None), profile="h3c-comware",
                           comment="core devices name their profile: no surprise after a "
-                                  "replacement"))
+                                  "replacement", role="core"))
     devices.append(Device("ups-room", "ups", "room", "分局机房UPS（40kVA）", f"{room_net}.2",
                           ROOM_UPS_MODEL, uplink=("sw-core", CORE_PORT.format(21)),
-                          profile="mge-ups"))
+                          profile="mge-ups", role="machine_room"))
     devices.append(Device("spd-room", "spd_monitor", "room", "分局机房防雷监测", f"{room_net}.3",
                           ROOM_SPD_MODEL, uplink=("sw-core", CORE_PORT.format(22)),
                           powered_by=("ups-room", None)))
@@ -233,7 +234,8 @@ def inventory_yaml() -> str:
         lines.append(f"    address: {d.address}")
         if d.profile:
             lines.append(f"    profile: {d.profile}")
-        lines.append(f"    labels: {{model: {_scalar(d.model)}}}")
+        role = f", role: {d.role}" if d.role else ""
+        lines.append(f"    labels: {{model: {_scalar(d.model)}{role}}}")
         if d.uplink:
             lines.append(f"    uplink: {{switch: {d.uplink[0]}, port: {_scalar(d.uplink[1])}}}")
         if d.powered_by:
