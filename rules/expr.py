@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import cel
@@ -118,6 +119,11 @@ class Expression:
     source: str
     program: Any  # cel.Program
     refs: tuple[Ref, ...]
+
+    @cached_property
+    def absent(self) -> frozenset[str]:
+        """Metrics the expression asks `absent()` of: read as null there, not as no data."""
+        return frozenset(r.metric for r in self.refs if r.how == "absent")
 
     @property
     def metrics(self) -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,12 @@ class CompiledRule:
     @property
     def name(self) -> str:
         return self.rule.name
+
+    @cached_property
+    def timed(self) -> bool:
+        """Does a result change with time alone (`age()`), not only with new readings?"""
+        return any(r.how == "age" for e in (self.expr, self.member) if e is not None
+                   for r in e.refs)
 
     def selects(self, device: Device) -> bool:
         return selects(self.rule.select, device)

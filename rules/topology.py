@@ -50,6 +50,17 @@ class Topology:
             if feed is not None:
                 self._edge(feed.ups or feed.switch or "", Edge(device.id, "power", feed.port))
         self.kinds = {d.id: d.kind for d in devices.values()}
+        # (switch, port label, value) -> devices on that port: how a series names a port
+        self.ports: dict[tuple[str, str, str], list[str]] = {}
+        for parent, edges in self.children.items():
+            for e in edges:
+                if e.port is None:
+                    continue
+                keys = PORT_LABELS_INDEX if isinstance(e.port, int) else PORT_LABELS_NAME
+                for key in keys:
+                    here = self.ports.setdefault((parent, key, str(e.port)), [])
+                    if e.child not in here:
+                        here.append(e.child)
 
     def _edge(self, parent: str, edge: Edge) -> None:
         self.children.setdefault(parent, []).append(edge)
@@ -69,10 +80,14 @@ class Topology:
 
     def port_devices(self, switch: str, series: dict[str, str]) -> list[str]:
         """Devices hanging off (or fed by) this port of this switch."""
-        if not any(k in series for k in ("ifindex", "interface", "port")):
-            return []
-        return list(dict.fromkeys(e.child for e in self.children.get(switch, ())
-                                  if e.port is not None and port_matches(e.port, series)))
+        out: list[str] = []
+        for key in ("ifindex", "interface", "port"):
+            value = series.get(key)
+            if value is not None:
+                for child in self.ports.get((switch, key, value), ()):
+                    if child not in out:
+                        out.append(child)
+        return out
 
     def behind(self, device: str, cuts: Iterable[str], series: dict[str, str],
                answers: Callable[[str], bool]) -> set[str]:
