@@ -201,8 +201,7 @@ class Engine:
                                                                              interval)
                 return views[device_id]
 
-            fresh: set[tuple[str, str]] = set()  # (rule, device) pairs run again
-            seen: set[tuple] = set()
+            judged: set[str] = set()  # devices whose rules ran again this cycle
             no_data = self.stats.no_data
             instances = self.instances
             for device_id, rules in self.by_device.items():
@@ -212,8 +211,7 @@ class Engine:
                 known = self._last.get(device_id)
                 if known is None or known[0] is not v or self._timed:
                     known = self._last[device_id] = (v, *self._judge(rules, device_id, v))
-                    fresh.update((r.name, device_id) for r in rules)
-                    seen.update(entry[1] for entry in known[1])
+                    judged.add(device_id)
                 for rule_name, count in known[2].items():
                     no_data[rule_name] = no_data.get(rule_name, 0) + count
                 for rule, ikey, unit, result, inputs in known[1]:
@@ -221,8 +219,8 @@ class Engine:
                         self._step(rule, ikey, device_id, v, unit, result, inputs, now, state)
             for rule in self.rules.rules:
                 if rule.member is not None:
-                    self._aggregate(rule, view, now, seen)
-            self._expire_unseen(fresh, seen, now)
+                    self._aggregate(rule, view, now)
+            self._expire_unseen(judged, now)
             self._topology(now, state)
             self._suppress(now)
         finally:
@@ -377,8 +375,10 @@ class Engine:
                 variables[ref.var] = value
         self.stats.evaluations += 1
         memo = self.memo.setdefault(id(expr), {})
-        memo_key: tuple | None = tuple([_hashable(value, rule.consts) for value in
-                                        variables.values()])
+        consts = rule.consts
+        memo_key: tuple | None = tuple([value if type(value) is float else
+                                        _hashable(value, consts)
+                                        for value in variables.values()])
         try:
             if memo_key in memo:
                 self.stats.reused += 1
@@ -440,8 +440,8 @@ class Engine:
 
     # -- aggregates ----------------------------------------------------------------------
 
-    def _aggregate(self, rule: CompiledRule, view: Callable[[str], View | None], now: float,
-                   seen: set[tuple]) -> None:
+    def _aggregate(self, rule: CompiledRule, view: Callable[[str], View | None], now: float
+                   ) -> None:
         assert rule.member is not None and rule.rule.aggregate is not None
         by = rule.rule.aggregate.by
         groups: dict[str, list[tuple[str, bool | None]]] = {}
@@ -481,7 +481,6 @@ class Engine:
                     result = NO_DATA
             self.stats.evaluations += 1
             ikey = (rule.name, group, ())
-            seen.add(ikey)
             inputs = {**extra, "members": matched}
             self._step(rule, ikey, "", None, {}, result, inputs, now, None, group=group)
             if result:
@@ -608,8 +607,7 @@ class Engine:
             self.history.appendleft(fault)
         self.changed.append(fault)
 
-    def _expire_unseen(self, fresh: set[tuple[str, str]], seen: set[tuple], now: float
-                       ) -> None:
+    def _expire_unseen(self, judged: set[str], now: float) -> None:
         """Faults whose series vanished from a device that was judged again (a port
         removed); instances that only kept a flapping history that has run out."""
         for ikey, inst in list(self.instances.items()):
@@ -618,7 +616,8 @@ class Engine:
                 if not inst.changes or inst.changes[-1] < now - self.settings.flap_window:
                     del self.instances[ikey]
                 continue
-            if ikey in seen or not ikey[2] or (ikey[0], ikey[1]) not in fresh:
+            if not ikey[2] or ikey[1] not in judged or any(
+                    entry[1] == ikey for entry in self._last[ikey[1]][1]):
                 continue
             view = self.views.get(fault.device)
             rule = self.rules.get(fault.rule)
@@ -740,30 +739,33 @@ class Engine:
 
     def _suppress(self, now: float) -> None:
         live = [s for s in self.silences.values() if s.active(now)]
-        for fault in self.active.values():
-            labels = fault.alert_labels()
+        labels_of = {key: f.alert_labels() for key, f in self.active.items()}
+        for key, fault in self.active.items():
+            labels = labels_of[key]
             silence = next((s.id for s in live if matches_all(s.parsed, labels)), None)
             if silence != fault.silenced_by:
                 fault.event(now, "silenced" if silence else "unsilenced", silence=silence)
                 fault.silenced_by = silence
                 self.changed.append(fault)
-        sources_by_rule = [
-            (inh, [f for f in self.active.values() if f.state == "firing" and not f.caused_by
-                   and not f.silenced_by and matches_all(inh.source, f.alert_labels())])
-            for inh in self.rules.inhibitions]
-        for fault in self.active.values():
-            labels = fault.alert_labels()
+        # per inhibition rule: the firing sources, by their values of the `equal` labels
+        sources: list[tuple[Any, dict[tuple, list[str]]]] = []
+        for inh in self.rules.inhibitions:
+            index: dict[tuple, list[str]] = {}
+            for key, f in self.active.items():
+                if f.state == "firing" and not f.caused_by and not f.silenced_by \
+                        and matches_all(inh.source, labels_of[key]):
+                    index.setdefault(tuple([labels_of[key].get(k, "") for k in inh.equal]),
+                                     []).append(key)
+            if index:
+                sources.append((inh, index))
+        for key, fault in self.active.items():
+            labels = labels_of[key]
             by = None
-            for inh, sources in sources_by_rule:
-                if not sources or not matches_all(inh.target, labels):
+            for inh, index in sources:
+                if not matches_all(inh.target, labels):
                     continue
-                for source in sources:
-                    if source is fault:
-                        continue
-                    other = source.alert_labels()
-                    if all(other.get(k, "") == labels.get(k, "") for k in inh.equal):
-                        by = source.key
-                        break
+                found = index.get(tuple([labels.get(k, "") for k in inh.equal]), ())
+                by = next((k for k in found if k != key), None)
                 if by:
                     break
             if by != fault.inhibited_by:

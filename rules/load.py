@@ -52,10 +52,10 @@ class CompiledRule:
     member: Expression | None
     consts: dict[str, Any]
     templates: dict[str, Any]  # 'summary'/'description' -> {lang: jinja2 Template}
+    name: str = field(init=False)
 
-    @property
-    def name(self) -> str:
-        return self.rule.name
+    def __post_init__(self) -> None:
+        self.name = self.rule.name  # read in every evaluation: an attribute, not a property
 
     @cached_property
     def timed(self) -> bool:
