@@ -63,6 +63,9 @@ class View:
     events: dict[str, float]
     device: dict[str, str]
     results: dict[str, PollResult]
+    source: tuple  # identity of every result (fresh or not), event and the device
+    until: float  # when the first fresh result goes stale
+    changed: set[str] | None = None  # inputs that changed value since the previous view
 
     def sample(self, metric: str, unit: dict[str, str]) -> Sample | None:
         samples = self.metrics.get(metric)
@@ -124,7 +127,8 @@ class Engine:
         self._error_logged: set[str] = set()
         self._clock = 0.0
         self._group_members: dict[str, list[str]] = {}  # aggregate fault -> matched devices
-        self._last: dict[str, tuple] = {}  # device -> (view, judged entries, no-data counts)
+        self._last: dict[str, tuple] = {}  # device -> (view, entries, no-data counts, hot)
+        self._no_data: dict[str, int] = {}  # rule -> devices (series) without data, all told
         self._members: dict[tuple[str, str], tuple] = {}  # (rule, device) -> (view, outcome)
         self.by_device: dict[str, list[CompiledRule]] = {}
         self._timed = False
@@ -143,6 +147,7 @@ class Engine:
             self.history = deque(self.history, maxlen=settings.history or None)
         self.memo.clear()
         self._last.clear()
+        self._no_data.clear()
         self._members.clear()
         self.views.clear()  # they hold only the metrics the old rules read
         self._rate_metrics = self._counter_refs()
@@ -167,6 +172,7 @@ class Engine:
                 self._resolve(fault, now, "device removed from the inventory")
         self.views = {k: v for k, v in self.views.items() if k in inventory.devices}
         self._last.clear()
+        self._no_data.clear()
         self._members.clear()
 
     def _counter_refs(self) -> set[str]:
@@ -202,7 +208,7 @@ class Engine:
                 return views[device_id]
 
             judged: set[str] = set()  # devices whose rules ran again this cycle
-            no_data = self.stats.no_data
+            totals = self._no_data
             instances = self.instances
             for device_id, rules in self.by_device.items():
                 v = view(device_id)
@@ -210,13 +216,19 @@ class Engine:
                     continue
                 known = self._last.get(device_id)
                 if known is None or known[0] is not v or self._timed:
-                    known = self._last[device_id] = (v, *self._judge(rules, device_id, v))
+                    entries, no_data = self._judge(rules, device_id, v, known)
+                    if known is not None:
+                        for rule_name, count in known[2].items():
+                            totals[rule_name] -= count
+                    for rule_name, count in no_data.items():
+                        totals[rule_name] = totals.get(rule_name, 0) + count
+                    # only these can move a fault; the rest are false with no fault to end
+                    hot = [e for e in entries if e[3] is True or e[1] in instances]
+                    known = self._last[device_id] = (v, entries, no_data, hot)
                     judged.add(device_id)
-                for rule_name, count in known[2].items():
-                    no_data[rule_name] = no_data.get(rule_name, 0) + count
-                for rule, ikey, unit, result, inputs in known[1]:
-                    if result is True or ikey in instances:
-                        self._step(rule, ikey, device_id, v, unit, result, inputs, now, state)
+                for rule, ikey, unit, result, inputs in known[3]:
+                    self._step(rule, ikey, device_id, v, unit, result, inputs, now, state)
+            self.stats.no_data = {k: n for k, n in totals.items() if n}
             for rule in self.rules.rules:
                 if rule.member is not None:
                     self._aggregate(rule, view, now)
@@ -231,20 +243,32 @@ class Engine:
             self.dirty = True
         return self.stats
 
-    def _judge(self, rules: list[CompiledRule], device_id: str, v: View
-               ) -> tuple[list[tuple], dict[str, int]]:
+    def _judge(self, rules: list[CompiledRule], device_id: str, v: View,
+               before: tuple | None) -> tuple[list[tuple], dict[str, int]]:
         """Every (non-aggregate) rule on each series of the device: (rule, instance key,
-        series, result, inputs) entries, and how many had no data per rule."""
-        out = []
+        series, result, inputs) entries, and how many had no data per rule. A rule none of
+        whose inputs changed value since the device's previous view keeps its entries."""
+        out: list[tuple] = []
         no_data: dict[str, int] = {}
+        old: dict[str, list[tuple]] = {}
+        if before is not None and v.changed is not None:
+            for entry in before[1]:
+                old.setdefault(entry[0].name, []).append(entry)
         for rule in rules:
-            for unit in self._units(rule.expr, v):
-                result, inputs = self._run(rule, rule.expr, v, unit, {})
-                if result is NO_DATA:
+            kept = old.get(rule.name)
+            if kept is not None and rule.steady and not (rule.inputs & v.changed):
+                entries = kept
+            else:
+                entries = []
+                for unit in self._units(rule.expr, v):
+                    result, inputs = self._run(rule, rule.expr, v, unit, {})
+                    entries.append((rule, (rule.name, device_id,
+                                           tuple(sorted(unit.items())) if unit else ()),
+                                    unit, result, inputs))
+            for entry in entries:
+                if entry[3] is NO_DATA:
                     no_data[rule.name] = no_data.get(rule.name, 0) + 1
-                out.append((rule, (rule.name, device_id,
-                                   tuple(sorted(unit.items())) if unit else ()),
-                            unit, result, inputs))
+            out.extend(entries)
         return out, no_data
 
     # -- device views --------------------------------------------------------------------
@@ -252,15 +276,23 @@ class Engine:
     def _view(self, entry: DeviceState, now: float,
               interval: Callable[[str, str], float | None]) -> View:
         device = entry.device
+        known = self.views.get(device.id)
+        source = (tuple(map(id, entry.results.values())), tuple(map(id, entry.events.values())),
+                  id(device))
+        if known is not None and known.source == source and now < known.until:
+            return known  # the same results, none gone stale since
         fresh: dict[str, PollResult] = {}
+        until = float("inf")
         for collector, result in entry.results.items():
-            every = interval(device.id, collector) or 60.0
-            if now - result.timestamp <= every * self.settings.stale_after:
+            limit = result.timestamp + (interval(device.id, collector) or 60.0) \
+                * self.settings.stale_after
+            if now <= limit:
                 fresh[collector] = result
+                until = min(until, limit)
         key = (tuple((c, id(r)) for c, r in fresh.items()),
                tuple(id(e) for e in entry.events.values()), id(device))
-        known = self.views.get(device.id)
         if known is not None and known.key == key:
+            known.source, known.until = source, until
             return known
         metrics: dict[str, list[Sample]] = {}
         info: dict[str, dict[str, str]] = {}
@@ -300,7 +332,9 @@ class Engine:
                  events,
                  {"id": device.id, "kind": device.kind, "site": device.site,
                   "name": device.name, "address": device.address, **device.labels},
-                 fresh)
+                 fresh, source, until)
+        if known is not None:
+            v.changed = _changes(known, v)
         self.views[device.id] = v
         return v
 
@@ -341,10 +375,15 @@ class Engine:
         """(True/False, or None for no data; the inputs it saw)."""
         variables: dict[str, Any] = {}
         absent = expr.absent
+        metrics = v.metrics
         for ref in expr.refs:
             how = ref.how
             if how == "value":
-                s = v.sample(ref.metric, unit)
+                if unit:
+                    s = v.sample(ref.metric, unit)
+                else:  # a device-level evaluation: the first (only) sample
+                    found = metrics.get(ref.metric)
+                    s = found[0] if found else None
                 if s is None:
                     if ref.metric not in absent:
                         return NO_DATA, variables
@@ -374,7 +413,9 @@ class Engine:
                     return NO_DATA, variables
                 variables[ref.var] = value
         self.stats.evaluations += 1
-        memo = self.memo.setdefault(id(expr), {})
+        memo = self.memo.get(id(expr))
+        if memo is None:
+            memo = self.memo[id(expr)] = {}
         consts = rule.consts
         memo_key: tuple | None = tuple([value if type(value) is float else
                                         _hashable(value, consts)
@@ -454,6 +495,9 @@ class Engine:
                 continue
             pair = (rule.name, device_id)
             known = self._members.get(pair)
+            if known is not None and known[0] is not v and rule.steady \
+                    and v.changed is not None and not (rule.inputs & v.changed):
+                known = self._members[pair] = (v, known[1])  # its inputs did not change
             if known is None or known[0] is not v or rule.timed:
                 outcome: bool | None = NO_DATA
                 for unit in self._units(rule.member, v):
@@ -822,6 +866,21 @@ def _exprs(rule: CompiledRule) -> list[Expression]:
         out.append(rule.clear)
     if rule.member is not None:
         out.append(rule.member)
+    return out
+
+
+BUILTIN_INPUTS = ("up", "collector_up", "reasons", "failures", "events")
+
+
+def _changes(old: View, new: View) -> set[str]:
+    """What a rule may read that differs between two views of a device: metric names, and
+    the builtins by group (`up`, `collector_up`, `reasons`, `failures`, `events`)."""
+    out = {name for name in BUILTIN_INPUTS if getattr(old, name) != getattr(new, name)}
+    for name in old.metrics.keys() | new.metrics.keys():
+        a, b = old.metrics.get(name), new.metrics.get(name)
+        if a is None or b is None or len(a) != len(b) or any(
+                x.value != y.value or x.labels != y.labels for x, y in zip(a, b, strict=True)):
+            out.add(name)
     return out
 
 

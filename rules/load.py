@@ -58,6 +58,35 @@ class CompiledRule:
         self.name = self.rule.name  # read in every evaluation: an attribute, not a property
 
     @cached_property
+    def inputs(self) -> frozenset[str]:
+        """What the rule's expressions read, as engine._changes names it."""
+        out: set[str] = set()
+        for e in (self.expr, self.clear, self.member, *(w for w, _ in self.levels)):
+            if e is None:
+                continue
+            for r in e.refs:
+                if r.metric and r.how != "event":
+                    out.add(r.metric)
+                elif r.how == "event":
+                    out.add("events")
+                elif r.var == "up":
+                    out.add("up")
+                elif r.var.endswith("_up"):
+                    out.add("collector_up")
+                elif r.var.endswith("_reason"):
+                    out.add("reasons")
+                elif r.var.endswith("_failures"):
+                    out.add("failures")
+        return frozenset(out)
+
+    @cached_property
+    def steady(self) -> bool:
+        """Its results follow from the readings' values alone: no rates (they change with
+        every poll) nor ages. Such a rule is not run again while its inputs are unchanged."""
+        return not any(r.how in ("rate", "increase", "age")
+                       for e in (self.expr, self.member) if e is not None for r in e.refs)
+
+    @cached_property
     def timed(self) -> bool:
         """Does a result change with time alone (`age()`), not only with new readings?"""
         return any(r.how == "age" for e in (self.expr, self.member) if e is not None
