@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from agent import yamlfile
 from agent.yamlfile import ConfigError, ConfigErrors, Document, Path_
 
 M = TypeVar("M", bound=BaseModel)
@@ -156,3 +157,17 @@ def attribute_docs(cls: type) -> dict[str, str]:
                 and isinstance(after.value.value, str):
             docs[node.target.id] = " ".join(after.value.value.split())
     return docs
+
+
+def load_valid(model: type[M], file: Any, errors: list[ConfigError]
+               ) -> tuple[Document, M] | None:
+    """Read and validate one YAML file; on any problem its errors join `errors` and the
+    result is None, so a caller checking many files reports them all in one pass."""
+    try:
+        doc = yamlfile.load(file)
+        return doc, validate(model, doc)
+    except ConfigError as exc:
+        errors.append(exc)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    return None

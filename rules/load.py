@@ -17,9 +17,8 @@ from typing import Any
 from jinja2 import TemplateSyntaxError
 from pydantic import Field
 
-from agent import yamlfile
 from agent.inventory import Device, Inventory
-from agent.validation import validate
+from agent.validation import load_valid, validate
 from agent.yamlfile import ConfigError, ConfigErrors, Document
 from collectors.vocabulary import MetricSpec
 from rules.annotate import compile_text
@@ -149,15 +148,10 @@ def load_rules(paths: list[Path], known: Known, inventory: Inventory | None,
     out = RuleSet(files=list(paths))
     where: dict[str, str] = {}
     for path in paths:
-        try:
-            doc = yamlfile.load(path)
-            model = validate(_RawFile, doc)
-        except ConfigError as exc:
-            errors.append(exc)
+        loaded = load_valid(_RawFile, path, errors)
+        if loaded is None:
             continue
-        except ConfigErrors as exc:
-            errors.extend(exc.errors)
-            continue
+        doc, model = loaded
         for gi, raw_group in enumerate(model.groups):
             rules: list[Rule] = []
             for ri, raw in enumerate(raw_group.rules):  # one by one: every rule's errors

@@ -18,8 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from agent import yamlfile
-from agent.validation import validate
+from agent.validation import load_valid
 from agent.yamlfile import ConfigError, ConfigErrors, Document
 from collectors.traps.mapping import TrapDef
 from collectors.vocabulary import MetricSpec, VocabularyEntry, load_vocabulary
@@ -344,15 +343,10 @@ def load_profiles(extra_dirs: list[Path] = ()) -> ProfileSet:
             errors.append(ConfigError(directory, None, "", "profile directory does not exist"))
             continue
         for file in sorted(directory.glob("*.yaml")):
-            try:
-                doc = yamlfile.load(file)
-                model = validate(ProfileFile, doc)
-            except ConfigError as exc:
-                errors.append(exc)
+            loaded = load_valid(ProfileFile, file, errors)
+            if loaded is None:
                 continue
-            except ConfigErrors as exc:
-                errors.extend(exc.errors)
-                continue
+            doc, model = loaded
             if model.name != file.stem:
                 errors.append(doc.error(("name",), f"profile name '{model.name}' must match "
                                                    f"the file name '{file.stem}'"))
