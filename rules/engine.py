@@ -171,6 +171,7 @@ class Engine:
             if fault.device and fault.device not in inventory.devices:
                 self._resolve(fault, now, "device removed from the inventory")
         self.views = {k: v for k, v in self.views.items() if k in inventory.devices}
+        self.counters = {k: v for k, v in self.counters.items() if k[0] in inventory.devices}
         self._last.clear()
         self._no_data.clear()
         self._members.clear()

@@ -21,8 +21,8 @@ from agent.inventory import Inventory, load_inventory
 from agent.settings import Duration, Strict
 from agent.settings import Rules as RulesSettings
 from agent.state import State
-from agent.validation import parse_duration, validate
-from agent.yamlfile import ConfigError, ConfigErrors, Document
+from agent.validation import validate
+from agent.yamlfile import ConfigErrors, Document
 from collectors.reading import PollResult, Reading, event
 from rules.engine import Engine
 from rules.load import RuleSet, known_from, load_rules
@@ -266,10 +266,3 @@ def _fmt(seconds: float) -> str:
     if seconds % 60 == 0 and seconds:
         return f"{int(seconds // 60)}m"
     return f"{seconds:g}s" if math.isfinite(seconds) else str(seconds)
-
-
-def describe_error(exc: ConfigError | ConfigErrors) -> list[str]:
-    return [str(e) for e in getattr(exc, "errors", [exc])]
-
-
-__all__ = ["Outcome", "describe_error", "parse_duration", "run_file"]
