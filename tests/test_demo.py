@@ -404,6 +404,9 @@ def test_vigil_demo_end_to_end(demo_config, tmp_path):
         assert _value(url, f'max_over_time(vigil_device_down_reason{{device="{camera}",'
                            f'reason="timeout"}}{span})') == 1
         assert _value(url, f'vigil_contact_alarm{{device="{spd}",contact=~"SPD1( .*)?"}}') == 1
+        # ... and the shipped rules made a fault of it, level 3, opened on its own
+        assert _value(url, f'vigil_fault_active{{alertname="SpdContactTripped",'
+                           f'device="{spd}",level="3"}}') == 1
         assert _value(url, f'increase(vigil_input_pulses_total{{device="{spd}",'
                            f'input=~"SPD1-CNT( .*)?"}}{span})') >= 0.9
         behind = [d.id for d in demo_config.inventory.devices.values()

@@ -76,6 +76,7 @@ QUERIES = [
     ("lightning strikes counted (1 h)",
      'increase(vigil_input_pulses_total{input=~"SPD[0-9]+-CNT( .*)?"}[1h]) > 0', 1),
     ("PoE budget used", "vigil_poe_consumption_watts / vigil_poe_budget_watts", 0),
+    ("open faults by level (the rules)", "sum by (level, alertname) (vigil_fault_active)", 1),
     ("camera clocks off by more than a minute", "abs(vigil_onvif_clock_offset_seconds) > 60", 1),
     ("picture faults", '{__name__=~"vigil_video_(frozen|dark|blurred|color_cast|occluded|'
                        'signal_lost|overexposed|low_contrast)"} == 1', 1),
@@ -494,6 +495,8 @@ def _print_summary(demo: Demo, generated: Generated, agent_url: str, prom_url: s
         say(f"  a camera, every collector: {secrets} vigil poll -c "
             f"{demo.workdir / 'agent.yaml'} {frozen} --evidence-dir {demo.workdir / 'frames'}")
     say(f"  evidence frames (JPEG) of picture faults: {agent_url}/evidence/{frozen or 'DEVICE'}")
+    say(f"  faults the rules found (--all: also those caused by a root fault; a KEY: its scene "
+        f"record): vigil faults --url {agent_url}")
     say("")
     scale = generated.plan.scale
     say("Timeline" + (f" (x{scale:g})" if scale != 1 else "") +
