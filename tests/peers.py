@@ -208,3 +208,47 @@ def alertmanager(work: Path) -> Iterator[str]:
     with child(args, work / "alertmanager.log"):
         wait_http(f"{url}/-/ready", timeout=30)
         yield url
+
+
+DEBIAN_PACKAGE.update({"initdb": "postgresql", "pg_ctl": "postgresql", "runuser": "util-linux"})
+
+
+@contextmanager
+def postgres(work: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL (Debian `postgresql`) on 127.0.0.1 and a free port, trust auth;
+    yields an SQLAlchemy URL (`postgresql+psycopg://postgres@127.0.0.1:PORT/postgres`).
+
+    As root, initdb and pg_ctl run as the `postgres` user (`runuser`), and the cluster lives
+    in a fresh directory under the system temp dir owned by that user (pytest's own temp
+    dirs are private to root). Stopped with `pg_ctl stop -m fast` (the postmaster of this
+    cluster only, by its pid file) and removed; its log is copied to `work/postgres.log`."""
+    import tempfile
+
+    pg_bin = "/usr/lib/postgresql/15/bin"
+    initdb = program("initdb", "/usr/local/bin", pg_bin)
+    pg_ctl = program("pg_ctl", "/usr/local/bin", pg_bin)
+    as_postgres: list[str] = []
+    base = Path(tempfile.mkdtemp(prefix="vigil-pg-"))
+    if os.geteuid() == 0:
+        runuser = program("runuser", "/usr/sbin", "/sbin")
+        as_postgres = [runuser, "-u", "postgres", "--"]
+        shutil.chown(base, "postgres", "postgres")
+    data, log = base / "data", base / "server.log"
+    port = free_port(socket.SOCK_STREAM)
+    try:
+        subprocess.run([*as_postgres, initdb, "-D", str(data), "-U", "postgres",
+                        "--auth=trust", "-E", "UTF8"], check=True, capture_output=True,
+                       timeout=120)
+        options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
+                   f"-c unix_socket_directories={base} -c fsync=off")
+        subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-l", str(log), "-o", options,
+                        "-w", "-t", "60", "start"], check=True, capture_output=True,
+                       timeout=90)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "-w",
+                            "stop"], capture_output=True, timeout=60)
+        if log.exists():
+            shutil.copy(log, work / "postgres.log")
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,484 @@
+"""The ticket store: async, on SQLAlchemy 2 (SQLite + aiosqlite embedded, PostgreSQL + psycopg
+for a centre whose agents share one store).
+
+Every change is one transaction that updates the ticket and appends one event to its
+timeline (who, when, what). Opening is idempotent and converges under concurrency: the
+database's partial unique index allows one not-closed ticket per fault key, an opener that
+loses the race gets an IntegrityError, rolls back and finds the winner's ticket.
+
+Lifecycle: open -> acknowledged -> diagnosed -> repairing -> resolved -> confirmed -> closed,
+and `reopen` from resolved, confirmed or closed. A fault that resolves by itself closes
+nothing: `fault_resolved()` only records it on the timeline; the repair must be recorded
+(`resolve`, with its cause category) and the owner must confirm it.
+
+SQLite: WAL, a busy timeout, and every transaction starts with BEGIN IMMEDIATE, so writers
+queue on the database's write lock instead of failing on a read-to-write upgrade.
+PostgreSQL: a transition locks its ticket row (SELECT ... FOR UPDATE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from agent.tickets.migrations import upgrade_to_head
+from agent.tickets.models import CAUSES, STATES, Ticket, TicketEvent
+
+log = logging.getLogger("vigil.tickets")
+
+Clock = Callable[[], float]
+"""Seconds since the epoch, like time.time (injected: tests move time without sleeping)."""
+
+# action -> (states it may start from, state it leads to, timestamp column it sets)
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str | None]] = {
+    "acknowledge": (("open",), "acknowledged", "acknowledged_at"),
+    "diagnose": (("acknowledged",), "diagnosed", "diagnosed_at"),
+    "start_repair": (("diagnosed",), "repairing", "repair_started_at"),
+    "resolve": (("repairing",), "resolved", "resolved_at"),
+    "confirm": (("resolved",), "confirmed", "confirmed_at"),
+    "close": (("confirmed",), "closed", "closed_at"),
+    "reopen": (("resolved", "confirmed", "closed"), "open", "reopened_at"),
+}
+EVENT_KIND = {"acknowledge": "acknowledged", "diagnose": "diagnosed",
+              "start_repair": "repair_started", "resolve": "resolved", "confirm": "confirmed",
+              "close": "closed", "reopen": "reopened"}
+CYCLE_COLUMNS = ("acknowledged_at", "diagnosed_at", "repair_started_at", "resolved_at",
+                 "confirmed_at", "closed_at")
+OPEN_ATTEMPTS = 20
+
+
+class TicketError(Exception):
+    """Base of the store's errors (the API maps them to 4xx)."""
+
+
+class TicketNotFound(TicketError):
+    def __init__(self, ticket_id: int) -> None:
+        super().__init__(f"no ticket {ticket_id}")
+        self.ticket_id = ticket_id
+
+
+class IllegalTransition(TicketError):
+    def __init__(self, ticket_id: int, action: str, current: str) -> None:
+        self.ticket_id, self.action, self.current = ticket_id, action, current
+        self.allowed = allowed_actions(current)
+        sources = TRANSITIONS[action][0] if action in TRANSITIONS else STATES[:-1]
+        needs = ", ".join(sources)
+        super().__init__(
+            f"ticket {ticket_id} is '{current}': cannot {action} (that needs state {needs}); "
+            f"allowed from '{current}': {', '.join(self.allowed) or 'nothing'}")
+
+
+class InvalidInput(TicketError):
+    pass
+
+
+def allowed_actions(state: str) -> list[str]:
+    return [action for action, (sources, _, _) in TRANSITIONS.items() if state in sources]
+
+
+class FaultLike(Protocol):
+    """What the store reads of a rules.faults.Fault (the store does not import rules)."""
+
+    key: str
+    rule: str
+    site: str
+    device: str
+    subject: str
+    level: int
+    texts: dict[str, dict[str, str]]
+    evidence: dict[str, Any]
+    fired_at: float | None
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """`list()` filters; None means any. `state` and `level` accept one value or several."""
+
+    state: str | Sequence[str] | None = None
+    not_closed: bool = False
+    level: int | Sequence[int] | None = None
+    site: str | None = None
+    device: str | None = None
+    rule: str | None = None
+    fault_key: str | None = None
+    agent_id: str | None = None
+    opened_since: datetime | None = None
+    opened_before: datetime | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def _many(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str | int) else list(value)
+
+
+def _title(fault: FaultLike, lang: str) -> str:
+    summary = (fault.texts or {}).get("summary", {})
+    return summary.get(lang) or summary.get("en") or summary.get("zh") or \
+        f"{fault.rule}: {fault.subject}"
+
+
+class TicketStore:
+    """Tickets of `agent_id` (and of every agent sharing the database).
+
+    `url`: `sqlite+aiosqlite:///PATH` (embedded default) or `postgresql+psycopg://...`.
+    `reopen_window`: seconds after a ticket closed during which the same fault returning
+    reopens it instead of opening a new one. Call `await start()` (runs the migrations
+    unless `migrate=False`) and `await close()`, or use `async with`.
+    """
+
+    def __init__(self, url: str, agent_id: str, clock: Clock = time.time, *,
+                 reopen_window: float = 24 * 3600.0, busy_timeout: float = 30.0,
+                 migrate: bool = True) -> None:
+        if not agent_id:
+            raise InvalidInput("agent_id is required")
+        self.url = make_url(url)
+        self.agent_id = agent_id
+        self.clock = clock
+        self.reopen_window = float(reopen_window)
+        self.migrate = migrate
+        self.sqlite = self.url.get_backend_name() == "sqlite"
+        self.engine: AsyncEngine = create_async_engine(self.url)
+        if self.sqlite:
+            _sqlite_setup(self.engine, busy_timeout)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def start(self) -> None:
+        if self.migrate:
+            revision = await asyncio.to_thread(upgrade_to_head, self.url)
+            log.info("ticket store at schema revision %s", revision)
+
+    async def dispose(self) -> None:
+        """Close the database connections."""
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> TicketStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.dispose()
+
+    # -- time -------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    @property
+    def actor(self) -> str:
+        """The actor name of this agent's own changes."""
+        return f"agent:{self.agent_id}"
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def get(self, ticket_id: int) -> Ticket:
+        async with self._sessions() as session:
+            ticket = await session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise TicketNotFound(ticket_id)
+        return ticket
+
+    async def find_open(self, fault_key: str) -> Ticket | None:
+        """The ticket of `fault_key` that is not closed, if any."""
+        async with self._sessions() as session:
+            return await session.scalar(select(Ticket).where(
+                Ticket.fault_key == fault_key, Ticket.state != "closed"))
+
+    async def list(self, filters: TicketFilter | None = None) -> list[Ticket]:
+        f = filters or TicketFilter()
+        query = select(Ticket)
+        if f.state is not None:
+            states = _many(f.state)
+            unknown = set(states) - set(STATES)
+            if unknown:
+                raise InvalidInput(f"unknown state(s) {sorted(unknown)}; known: {STATES}")
+            query = query.where(Ticket.state.in_(states))
+        if f.not_closed:
+            query = query.where(Ticket.state != "closed")
+        if f.level is not None:
+            query = query.where(Ticket.level.in_(_many(f.level)))
+        for column, value in ((Ticket.site, f.site), (Ticket.device, f.device),
+                              (Ticket.rule, f.rule), (Ticket.fault_key, f.fault_key),
+                              (Ticket.agent_id, f.agent_id)):
+            if value is not None:
+                query = query.where(column == value)
+        if f.opened_since is not None:
+            query = query.where(Ticket.opened_at >= f.opened_since)
+        if f.opened_before is not None:
+            query = query.where(Ticket.opened_at < f.opened_before)
+        query = query.order_by(Ticket.id).limit(max(0, f.limit)).offset(max(0, f.offset))
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())
+
+    async def timeline(self, ticket_id: int) -> list[TicketEvent]:
+        async with self._sessions() as session:
+            if await session.get(Ticket, ticket_id) is None:
+                raise TicketNotFound(ticket_id)
+            rows = await session.scalars(select(TicketEvent).where(
+                TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id))
+            return list(rows.all())
+
+    # -- opening ----------------------------------------------------------------------------
+
+    async def open_for_fault(self, fault: FaultLike) -> tuple[Ticket, bool]:
+        """The ticket for a firing fault: (ticket, created). Idempotent: a ticket that is not
+        closed is returned as is, or reopened when its repair was recorded (resolved or
+        confirmed: the fault is back). Else a ticket of the same key closed within
+        `reopen_window` is reopened; else a new one is opened (created = True)."""
+        if not 1 <= int(fault.level) <= 4:
+            raise InvalidInput(f"fault {fault.key}: level {fault.level} is not 1-4")
+        for _ in range(OPEN_ATTEMPTS):
+            try:
+                result = await self._in_transaction(lambda s: self._open_once(s, fault))
+            except IntegrityError:  # another agent opened or reopened it first: look again
+                continue
+            if result is not None:
+                return result
+        raise TicketError(f"could not open a ticket for {fault.key} after {OPEN_ATTEMPTS} "
+                          "attempts (the database kept refusing)")
+
+    async def _open_once(self, session: AsyncSession, fault: FaultLike
+                         ) -> tuple[Ticket, bool] | None:
+        now = self.now()
+        ticket = await session.scalar(self._locking(select(Ticket).where(
+            Ticket.fault_key == fault.key, Ticket.state != "closed")))
+        if ticket is not None:
+            if ticket.state in ("resolved", "confirmed"):
+                self._apply(session, ticket, "reopen", self.actor, now,
+                            {"reason": "fault_returned", "level": fault.level})
+            return ticket, False
+        cutoff = now - timedelta(seconds=self.reopen_window)
+        closed = await session.scalar(self._locking(select(Ticket).where(
+            Ticket.fault_key == fault.key, Ticket.state == "closed",
+            Ticket.closed_at >= cutoff).order_by(Ticket.closed_at.desc()).limit(1)))
+        if closed is not None:
+            # A concurrent reopener waits on the row lock (PostgreSQL; SQLite serialises the
+            # whole transaction), then no longer finds it closed and tries to insert, which
+            # the unique index refuses: it retries and finds this ticket open.
+            self._apply(session, closed, "reopen", self.actor, now,
+                        {"reason": "fault_returned", "level": fault.level,
+                         "closed_at": closed.closed_at.isoformat() if closed.closed_at
+                         else None})
+            return closed, False
+        ticket = Ticket(
+            fault_key=fault.key, agent_id=self.agent_id, site=fault.site or "",
+            device=fault.device or "", rule=fault.rule, level=int(fault.level),
+            original_level=int(fault.level), state="open", title_zh=_title(fault, "zh"),
+            title_en=_title(fault, "en"), opened_at=now, updated_at=now, reopen_count=0)
+        session.add(ticket)
+        await session.flush()  # the unique index speaks here
+        fired = fault.fired_at
+        session.add(TicketEvent(
+            ticket_id=ticket.id, at=now, actor=self.actor, kind="opened",
+            data={"fault_key": fault.key, "level": int(fault.level),
+                  "fired_at": datetime.fromtimestamp(fired, UTC).isoformat() if fired
+                  else None, "evidence": _jsonable(fault.evidence or {})}))
+        return ticket, True
+
+    async def fault_resolved(self, fault_key: str, at: float | None = None) -> Ticket | None:
+        """The fault is no longer firing: recorded on its open ticket's timeline, nothing
+        else (the repair still has to be recorded and confirmed). None if it has none."""
+        async def run(session: AsyncSession) -> Ticket | None:
+            ticket = await session.scalar(self._locking(select(Ticket).where(
+                Ticket.fault_key == fault_key, Ticket.state != "closed")))
+            if ticket is None:
+                return None
+            data = {"resolved_at": datetime.fromtimestamp(at, UTC).isoformat()} if at else {}
+            self._event(session, ticket, self.actor, "fault_resolved", self.now(), data)
+            return ticket
+
+        return await self._in_transaction(run)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def acknowledge(self, ticket_id: int, actor: str, note: str = "") -> Ticket:
+        return await self._transition(ticket_id, "acknowledge", actor, {"note": note})
+
+    async def diagnose(self, ticket_id: int, actor: str, diagnosis: str,
+                       plan: str = "") -> Ticket:
+        """Record the diagnosis (and the maintenance plan, if already known)."""
+        _required(diagnosis=diagnosis)
+        return await self._transition(ticket_id, "diagnose", actor,
+                                      {"diagnosis": diagnosis, "plan": plan})
+
+    async def start_repair(self, ticket_id: int, actor: str, plan: str = "") -> Ticket:
+        return await self._transition(ticket_id, "start_repair", actor, {"plan": plan})
+
+    async def resolve(self, ticket_id: int, actor: str, cause_category: str, repair: str,
+                      parts_replaced: Sequence[str] = ()) -> Ticket:
+        """Record the repair: its cause category, what was done, the parts replaced."""
+        if cause_category not in CAUSES:
+            raise InvalidInput(f"unknown cause category {cause_category!r}; known: "
+                               f"{', '.join(CAUSES)}")
+        _required(repair=repair)
+        return await self._transition(
+            ticket_id, "resolve", actor,
+            {"cause_category": cause_category, "repair": repair,
+             "parts_replaced": list(parts_replaced)},
+            cause_category=cause_category)
+
+    async def confirm(self, ticket_id: int, actor: str, note: str = "") -> Ticket:
+        """The owner's acceptance of the repair (the API allows it to the owner role only)."""
+        return await self._transition(ticket_id, "confirm", actor, {"note": note})
+
+    async def close(self, ticket_id: int, actor: str, note: str = "") -> Ticket:
+        return await self._transition(ticket_id, "close", actor, {"note": note})
+
+    async def reopen(self, ticket_id: int, actor: str, reason: str) -> Ticket:
+        _required(reason=reason)
+        return await self._transition(ticket_id, "reopen", actor, {"reason": reason})
+
+    async def comment(self, ticket_id: int, actor: str, text: str) -> Ticket:
+        _required(text=text)
+        _required(actor=actor)
+
+        async def run(session: AsyncSession) -> Ticket:
+            ticket = await self._load(session, ticket_id)
+            self._event(session, ticket, actor, "comment", self.now(), {"text": text})
+            return ticket
+
+        return await self._in_transaction(run)
+
+    async def escalate(self, ticket_id: int, actor: str, level: int,
+                       data: dict[str, Any] | None = None) -> Ticket:
+        """Raise the ticket's level (1 is the most urgent). Refused unless `level` is more
+        urgent than the current one, so one breach can never escalate twice."""
+        _required(actor=actor)
+
+        async def run(session: AsyncSession) -> Ticket:
+            ticket = await self._load(session, ticket_id)
+            if ticket.state == "closed":
+                raise IllegalTransition(ticket_id, "escalate", ticket.state)
+            if not 1 <= level < ticket.level:
+                raise InvalidInput(f"ticket {ticket_id} is level {ticket.level}: "
+                                   f"cannot escalate to {level}")
+            now = self.now()
+            previous, ticket.level, ticket.updated_at = ticket.level, level, now
+            self._event(session, ticket, actor, "escalated", now,
+                        {"from_level": previous, "to_level": level, **(data or {})})
+            return ticket
+
+        return await self._in_transaction(run)
+
+    # -- machinery --------------------------------------------------------------------------
+
+    async def _transition(self, ticket_id: int, action: str, actor: str,
+                          data: dict[str, Any], **columns: Any) -> Ticket:
+        _required(actor=actor)
+
+        async def run(session: AsyncSession) -> Ticket:
+            ticket = await self._load(session, ticket_id)
+            for key, value in columns.items():
+                setattr(ticket, key, value)
+            self._apply(session, ticket, action, actor, self.now(), data)
+            return ticket
+
+        return await self._in_transaction(run)
+
+    def _apply(self, session: AsyncSession, ticket: Ticket, action: str, actor: str,
+               now: datetime, data: dict[str, Any]) -> None:
+        sources, target, stamp = TRANSITIONS[action]
+        if ticket.state not in sources:
+            raise IllegalTransition(ticket.id, action, ticket.state)
+        previous = ticket.state
+        if action == "reopen":
+            for column in CYCLE_COLUMNS:
+                setattr(ticket, column, None)
+            ticket.cause_category = None
+            ticket.reopen_count += 1
+        ticket.state = target
+        if stamp:
+            setattr(ticket, stamp, now)
+        ticket.updated_at = now
+        self._event(session, ticket, actor, EVENT_KIND[action], now,
+                    {"from": previous, "to": target, **data})
+
+    def _event(self, session: AsyncSession, ticket: Ticket, actor: str, kind: str,
+               now: datetime, data: dict[str, Any]) -> None:
+        session.add(TicketEvent(ticket_id=ticket.id, at=now, actor=actor, kind=kind,
+                                data=_jsonable(data)))
+
+    async def _load(self, session: AsyncSession, ticket_id: int) -> Ticket:
+        ticket = await session.scalar(self._locking(select(Ticket).where(
+            Ticket.id == ticket_id)))
+        if ticket is None:
+            raise TicketNotFound(ticket_id)
+        return ticket
+
+    def _locking(self, query: Any) -> Any:
+        return query if self.sqlite else query.with_for_update()
+
+    async def _in_transaction(self, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+        """Run `work` in one transaction; SQLite 'database is locked' past the busy timeout
+        is retried a few times (IntegrityError and the store's own errors are not)."""
+        for attempt in range(3):
+            try:
+                async with self._sessions() as session, session.begin():
+                    return await work(session)
+            except OperationalError as exc:
+                if not self.sqlite or "locked" not in str(exc) or attempt == 2:
+                    raise
+                log.warning("ticket store busy (%s), retrying", exc)
+        raise AssertionError("unreachable")
+
+    async def count(self, filters: TicketFilter | None = None) -> int:
+        """Number of tickets matching the state/site filters (for metrics)."""
+        f = filters or TicketFilter()
+        query = select(func.count(Ticket.id))
+        if f.state is not None:
+            query = query.where(Ticket.state.in_(_many(f.state)))
+        if f.not_closed:
+            query = query.where(Ticket.state != "closed")
+        if f.fault_key is not None:
+            query = query.where(Ticket.fault_key == f.fault_key)
+        async with self._sessions() as session:
+            return int(await session.scalar(query) or 0)
+
+
+def _required(**values: str) -> None:
+    for name, value in values.items():
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInput(f"{name} is required")
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy (the evidence may hold datetimes or tuples)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _sqlite_setup(engine: AsyncEngine, busy_timeout: float) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # transactions are begun explicitly below
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
