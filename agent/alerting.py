@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -66,6 +66,8 @@ class RulesRunner:
         self._task: asyncio.Task | None = None
         self._saving: asyncio.Task | None = None
         self._last_resend = 0.0
+        # Called after every cycle with (faults changed in it, active faults): the ticket stage.
+        self.after_cycle: list[Callable[[list[Fault], list[Fault]], Awaitable[None]]] = []
 
     def _sender_for(self, config: Config) -> None:
         urls = config.settings.alertmanager.urls
@@ -113,6 +115,11 @@ class RulesRunner:
             self.save()
         if self.sender is not None:
             await self._forward(now)
+        for callback in self.after_cycle:
+            try:
+                await callback(list(self.engine.changed), list(self.engine.active.values()))
+            except Exception:  # one stage's bug must not stop the rules
+                log.exception("after-cycle callback failed")
 
     def save(self) -> None:
         """Write faults.json on a worker thread; a save still running is not started twice

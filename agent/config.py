@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent import yamlfile
 from agent.credentials import Login, load_credentials
+from agent.escalation import Policy, builtin_policy, load_policy
 from agent.inventory import Device, Inventory, load_inventory
 from agent.settings import Settings, SnmpOptions, merge_snmp
 from agent.validation import validate
@@ -34,6 +35,8 @@ class Config:
     profiles: ProfileSet
     trap_mappings: TrapMappings
     rules: RuleSet
+    escalation: Policy | None = None
+    """The escalation policy (None when tickets are disabled)."""
 
     def interval(self, device: Device) -> float:
         schedule = self.settings.schedule
@@ -55,8 +58,11 @@ def load_config(path: Path) -> Config:
     doc = yamlfile.load(path)
     settings = validate(Settings, doc)
     base = path.parent
-    settings = settings.model_copy(
-        update={"state_dir": str(_resolve(base, settings.state_dir)[0])})
+    state_dir = str(_resolve(base, settings.state_dir)[0])
+    settings = settings.model_copy(update={
+        "state_dir": state_dir,
+        "tickets": settings.tickets.model_copy(
+            update={"url": _sqlite_url(settings.tickets.url, state_dir)})})
     errors: list[ConfigError] = []
 
     credentials: dict[str, SnmpAuth | Login] = {}
@@ -115,7 +121,49 @@ def load_config(path: Path) -> Config:
         errors.append(exc)
     except ConfigErrors as exc:
         errors.extend(exc.errors)
+    escalation = _escalation(doc, settings, base, errors) if settings.tickets.enabled else None
     if errors:
         raise ConfigErrors(errors)
     assert inventory is not None and profiles is not None and mappings is not None
-    return Config(path, settings, inventory, credentials, profiles, mappings, rules)
+    return Config(path, settings, inventory, credentials, profiles, mappings, rules, escalation)
+
+
+def _sqlite_url(url: str, state_dir: str) -> str:
+    """A SQLite URL with a relative database path made relative to `state_dir`."""
+    prefix, sep, database = url.partition(":///")
+    if sep and prefix.startswith("sqlite") and database and not database.startswith("/") \
+            and database != ":memory:":
+        return f"{prefix}:///{Path(state_dir) / database}"
+    return url
+
+
+def _escalation(doc: yamlfile.Document, settings: Settings, base: Path,
+                errors: list[ConfigError]) -> Policy | None:
+    """The escalation policy, its tiers' channels checked against `notifications`."""
+    tickets = settings.tickets
+    path = _resolve(base, tickets.escalation)[0]
+    if path.exists():
+        try:
+            policy = load_policy(path)
+        except ConfigError as exc:
+            errors.append(exc)
+            return None
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            return None
+    elif "escalation" in tickets.model_fields_set:
+        errors.append(doc.error(("tickets", "escalation"), f"file {path} does not exist"))
+        return None
+    else:
+        return builtin_policy()
+    channels = {c.name for c in settings.notifications.channels}
+    policy_doc = yamlfile.load(path)
+    for i, tier in enumerate(policy.tiers):
+        for j, name in enumerate(tier.channels):
+            if name not in channels:
+                known = ", ".join(sorted(channels)) or "none defined"
+                errors.append(policy_doc.error(
+                    ("tiers", i, "channels", j),
+                    f"unknown channel '{name}': define it under `notifications.channels` in "
+                    f"{doc.file} (defined: {known})"))
+    return policy

@@ -29,9 +29,12 @@ from agent.evidence import EvidenceStore
 from agent.exporter import AgentMetrics, StateCollector, TrapCounters
 from agent.fault_metrics import FaultCollector
 from agent.http import make_app
+from agent.notify import JsonlDeadLetters, Notifier
 from agent.plans import rtsp_overload, video_thresholds
 from agent.scheduler import PollScheduler
 from agent.state import State
+from agent.ticketing import TicketRunner
+from agent.tickets.store import TicketStore
 from agent.yamlfile import ConfigError, ConfigErrors
 from collectors.snmp.collector import SnmpCollector
 from collectors.snmp.engine import Engine, make_engine
@@ -68,6 +71,9 @@ class Agent:
         self.state.sync(config.inventory)
         self.rules = RulesRunner(config, self.state, self.registry, self._poll_interval)
         self.registry.register(FaultCollector(lambda: list(self.rules.engine.active.values())))
+        self.tickets = _ticket_runner(config)
+        if self.tickets is not None:
+            self.rules.after_cycle.append(self.tickets.on_cycle)
         self.runner: web.AppRunner | None = None
         self.ready = False
         self._reload_lock = asyncio.Lock()
@@ -118,6 +124,10 @@ class Agent:
                 forget(plan.device)
         await self.events.apply(config)
         self.rules.adopt(config)
+        if self.tickets is not None:
+            self.tickets.adopt(config)
+        if config.settings.tickets.enabled != (self.tickets is not None):
+            log.warning("tickets.enabled changed: restart the agent to apply it")
         overload = rtsp_overload(config)
         if overload:
             log.warning("%s", overload)
@@ -135,6 +145,8 @@ class Agent:
         await site.start()
         await self._adopt(self.config, SnmpCollector(self.engine, self.config.profiles))
         self.scheduler.start()
+        if self.tickets is not None:
+            self.tickets.start()  # opens (migrates) the store at once, in the background
         self.rules.start()
         self.ready = True
         devices = len(self.config.inventory.devices)
@@ -183,6 +195,8 @@ class Agent:
         self.ready = False
         self.scheduler.shutdown()
         await self.rules.close()
+        if self.tickets is not None:
+            await self.tickets.close()
         await self.events.close()
         if self.runner is not None:
             await self.runner.cleanup()
@@ -192,6 +206,19 @@ class Agent:
             if name != "snmp":
                 await collector.close()
         await self.engine.close()
+
+
+def _ticket_runner(config: Config) -> TicketRunner | None:
+    """The ticket stage, or None when `tickets.enabled` is false."""
+    settings = config.settings
+    if not settings.tickets.enabled:
+        return None
+    store = TicketStore(settings.tickets.url, settings.agent.id,
+                        reopen_window=settings.tickets.reopen_window)
+    dead = JsonlDeadLetters(Path(settings.state_dir) / settings.notifications.dead_letters) \
+        if settings.notifications.channels else None
+    return TicketRunner(config, store, Notifier(list(settings.notifications.channels),
+                                                dead_letters=dead))
 
 
 def _same_profiles(old: Config, new: Config) -> bool:

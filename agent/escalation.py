@@ -483,3 +483,28 @@ def due_escalations(times: TicketTimes, level: int, policy: Policy, now: datetim
         out.append(escalation)
         current, start = escalation.to_level, at
     return out
+
+
+# --------------------------------------------------------------------------- built-in policy
+
+BUILTIN_POLICY = """\
+calendars:
+  office: {timezone: Asia/Shanghai, working_days: [mon, tue, wed, thu, fri],
+           hours: ["08:30-17:30"]}
+tiers:
+  - {name: technician}
+  - {name: team_lead}
+  - {name: contractor_manager}
+  - {name: owner}
+levels:
+  1: {respond: 15m, repair: 4h}
+  2: {respond: 30m, repair: 8h}
+  3: {respond: 2h, repair: 24h}
+  4: {respond: 1 working day, repair: 5 working days, calendar: office}
+"""
+"""The policy of an agent without an escalation file: the limits of the shipped
+config/escalation.yaml (a test keeps them equal), tiers without channels."""
+
+
+def builtin_policy() -> Policy:
+    return load_policy("<built-in escalation policy>", BUILTIN_POLICY)

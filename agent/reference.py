@@ -16,6 +16,7 @@ from pydantic_core import PydanticUndefined
 
 from agent.credentials import CommunityCredential, CredentialsFile, UsmCredential
 from agent.inventory import Device, InventoryFile
+from agent.notify.model import DingTalkChannel, EmailChannel, WebhookChannel, WeComChannel
 from agent.settings import Settings
 from collectors.snmp.profile import ProfileFile, load_profiles
 from collectors.vocabulary import load_vocabulary
@@ -71,7 +72,8 @@ def _rows(model: type[BaseModel], prefix: str, out: list[str], seen: set[str]) -
         description = (field.description or "").replace("\n", " ")
         out.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
                    f"{description} |")
-        for sub in _models_in(field.annotation):
+        forms_below = (field.json_schema_extra or {}).get("reference") == "sections"
+        for sub in [] if forms_below else _models_in(field.annotation):  # type: ignore[union-attr]
             origin = typing.get_origin(field.annotation)
             inner = "[]" if origin is list or "list" in _type_name(field.annotation) else ""
             if f"{key}{inner}" not in seen:
@@ -86,6 +88,13 @@ def _section(title: str, intro: str, model: type[BaseModel]) -> str:
             + "\n".join(rows) + "\n")
 
 
+def _channel_section(model: type[BaseModel]) -> str:
+    kind = typing.get_args(model.model_fields["type"].annotation)[0]
+    return _section(f"agent.yaml: notification channel `{kind}`",
+                    f"An item of `notifications.channels` with `type: {kind}` "
+                    f"({(model.__doc__ or '').strip()})", model)
+
+
 def config_reference() -> str:
     parts = [
         "# Configuration reference\n\n"
@@ -95,6 +104,8 @@ def config_reference() -> str:
         "like Prometheus ones (`500ms`, `30s`, `5m`, `1h30m`) or as seconds.\n",
         _section("agent.yaml", "The agent's own settings. Paths are relative to agent.yaml.",
                  Settings),
+        *(_channel_section(model)
+          for model in (WeComChannel, DingTalkChannel, EmailChannel, WebhookChannel)),
         _section("Inventory files", "Sites and devices (`inventory:` in agent.yaml).",
                  InventoryFile),
         _section("Inventory: device entries", "Each item of `devices:`.", Device),

@@ -9,24 +9,17 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, Field, create_model, field_validator
 
-from agent.validation import attribute_docs, parse_duration
+from agent.configbase import Duration, Strict
+from agent.notify.model import Channel
+from agent.validation import attribute_docs
 from collectors.video.quality import QualityThresholds
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""Seconds; written in YAML as a Prometheus-style duration ('500ms', '30s', '5m') or a number."""
 
 KINDS = ("ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor")
 Kind = Literal["ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor"]
-
-
-class Strict(BaseModel):
-    """Base for every config section: unknown keys are errors, so typos never pass silently."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SnmpOptions(Strict):
@@ -229,6 +222,69 @@ class Alertmanager(Strict):
         return [u.rstrip("/") for u in value]
 
 
+class Tickets(Strict):
+    """Tickets: every firing fault that is not suppressed (caused by a root fault, silenced,
+    inhibited) opens one; a ticket not handled within its level's limits escalates."""
+
+    enabled: bool = Field(True, description="Open tickets for faults and escalate them.")
+    url: str = Field(
+        "sqlite+aiosqlite:///tickets.db",
+        description="Ticket store (SQLAlchemy URL): `sqlite+aiosqlite:///PATH` (embedded; a "
+                    "relative PATH is relative to `state_dir`) or `postgresql+psycopg://user@"
+                    "host/db` for a monitoring centre whose agents share one store. The "
+                    "schema is migrated at start; while the store cannot be opened the agent "
+                    "keeps polling and grading, logs it and retries.")
+    reopen_window: Duration = Field(
+        86400.0, description="A fault returning within this time after its ticket was closed "
+                             "reopens that ticket instead of opening a new one.")
+    escalation: str = Field(
+        "escalation.yaml",
+        description="The escalation policy (time limits per level, calendars, tiers and their "
+                    "channels), relative to agent.yaml. When this default file is absent the "
+                    "built-in policy applies: the limits of the shipped "
+                    "config/escalation.yaml with tiers that have no channels (tickets open and "
+                    "escalate, nobody is notified). A file named here explicitly must exist.")
+    escalation_interval: Duration = Field(
+        30.0, gt=0, description="How often open tickets are checked for breached limits "
+                                "(and once at start). Deadlines come from stored times, so a "
+                                "restart neither loses nor repeats an escalation.")
+    link_base: str = Field(
+        "",
+        description="Base URL put in messages as the ticket's link (`<link_base>/tickets/"
+                    "<id>`), e.g. the centre's web UI. Empty: `http://<listen>/api/v1`.")
+
+    @field_validator("link_base")
+    @classmethod
+    def _link_base(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+            raise ValueError(f"'{value}' is not an http(s):// URL")
+        return value.rstrip("/")
+
+
+class Notifications(Strict):
+    """Where ticket messages go: named channels, referred to by the escalation policy's tiers."""
+
+    channels: list[Channel] = Field(
+        default_factory=list,
+        description="Notification channels, each with a `name` and a `type` (`wecom`, "
+                    "`dingtalk`, `email`, `webhook`); the keys of each type are listed in "
+                    "the sections below. Empty: tickets notify nobody.",
+        json_schema_extra={"reference": "sections"})  # agent/reference.py: one section a type
+    dead_letters: str = Field(
+        "dead-letters",
+        description="Directory (relative to `state_dir`) of `dead-letters.jsonl`: messages "
+                    "that never got through after every retry.")
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[Channel]) -> list[Channel]:
+        names = [c.name for c in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"channel names must be unique; defined twice: {', '.join(twice)}")
+        return value
+
+
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -276,6 +332,9 @@ class Settings(Strict):
     rules: Rules = Field(default_factory=Rules, description="The rules engine.")
     alertmanager: Alertmanager = Field(default_factory=Alertmanager,
                                        description="Forwarding faults to Alertmanager.")
+    tickets: Tickets = Field(default_factory=Tickets, description="Tickets and escalation.")
+    notifications: Notifications = Field(default_factory=Notifications,
+                                         description="Notification channels.")
 
     @field_validator("listen")
     @classmethod

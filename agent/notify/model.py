@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, model_validator
 
-from agent.settings import Duration, Strict
+from agent.configbase import Duration, Strict
 from agent.validation import parse_duration
 
 ZeroOrDuration = Annotated[
@@ -81,7 +81,7 @@ class ChannelBase(Strict):
 class WeComChannel(ChannelBase):
     """WeCom (企业微信) group robot."""
 
-    type: Literal["wecom"]
+    type: Literal["wecom"] = Field(..., description="`wecom`: WeCom group robot.")
     key: str | None = Field(None, description="The robot webhook's `key` parameter.")
     key_env: str | None = Field(None, description="Environment variable holding the key.")
     api_base: str = Field("https://qyapi.weixin.qq.com",
@@ -96,7 +96,7 @@ class WeComChannel(ChannelBase):
 class DingTalkChannel(ChannelBase):
     """DingTalk (钉钉) custom robot, with its signature (加签) when a secret is set."""
 
-    type: Literal["dingtalk"]
+    type: Literal["dingtalk"] = Field(..., description="`dingtalk`: DingTalk robot.")
     access_token: str | None = Field(None, description="The robot's `access_token`.")
     access_token_env: str | None = Field(None, description="Environment variable holding it.")
     secret: str | None = Field(None, description="The robot's signing secret (SEC...).")
@@ -113,7 +113,7 @@ class DingTalkChannel(ChannelBase):
 class EmailChannel(ChannelBase):
     """E-mail over SMTP (sent through apprise)."""
 
-    type: Literal["email"]
+    type: Literal["email"] = Field(..., description="`email`: e-mail over SMTP.")
     host: str = Field(..., description="SMTP server host.")
     port: int = Field(587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 TLS).")
     security: Literal["starttls", "ssl", "none"] = Field(
@@ -132,7 +132,7 @@ class WebhookChannel(ChannelBase):
     """A generic HTTP webhook: JSON POST of the message facts, or Alertmanager's webhook
     payload (version 4) for receivers written for Alertmanager."""
 
-    type: Literal["webhook"]
+    type: Literal["webhook"] = Field(..., description="`webhook`: HTTP webhook.")
     url: str = Field(..., description="URL to POST to.")
     format: Literal["json", "alertmanager"] = Field(
         "json", description="json (Vigil's message facts and the rendered text) or "

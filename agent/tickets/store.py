@@ -87,6 +87,14 @@ class InvalidInput(TicketError):
     pass
 
 
+class AlreadyEscalated(TicketError):
+    """This breach (its seq) is already recorded: another agent, or an earlier run, did it."""
+
+    def __init__(self, ticket_id: int, seq: int) -> None:
+        super().__init__(f"ticket {ticket_id}: escalation {seq} is already recorded")
+        self.ticket_id, self.seq = ticket_id, seq
+
+
 def allowed_actions(state: str) -> list[str]:
     return [action for action, (sources, _, _) in TRANSITIONS.items() if state in sources]
 
@@ -357,14 +365,28 @@ class TicketStore:
     async def escalate(self, ticket_id: int, actor: str, level: int,
                        data: dict[str, Any] | None = None) -> Ticket:
         """Raise the ticket's level (1 is the most urgent). Refused unless `level` is more
-        urgent than the current one, so one breach can never escalate twice."""
+        urgent than the current one, so one breach can never escalate twice.
+
+        With a breach number (`data["seq"]`, agent/escalation.py's Escalation.seq) the
+        breach identifies the escalation instead: the level may stay (a breach at level 1
+        still escalates to the next tier), and a seq already recorded in the ticket's current
+        cycle (since its latest reopening) is refused with AlreadyEscalated, also when two
+        agents sharing the store race for it."""
         _required(actor=actor)
+        seq = (data or {}).get("seq")
 
         async def run(session: AsyncSession) -> Ticket:
             ticket = await self._load(session, ticket_id)
             if ticket.state == "closed":
                 raise IllegalTransition(ticket_id, "escalate", ticket.state)
-            if not 1 <= level < ticket.level:
+            if seq is not None:
+                if any(e.data.get("seq") == seq
+                       for e in await self._cycle_events(session, ticket_id, "escalated")):
+                    raise AlreadyEscalated(ticket_id, seq)
+                if not 1 <= level <= ticket.level:
+                    raise InvalidInput(f"ticket {ticket_id} is level {ticket.level}: "
+                                       f"cannot escalate to {level}")
+            elif not 1 <= level < ticket.level:
                 raise InvalidInput(f"ticket {ticket_id} is level {ticket.level}: "
                                    f"cannot escalate to {level}")
             now = self.now()
@@ -374,6 +396,33 @@ class TicketStore:
             return ticket
 
         return await self._in_transaction(run)
+
+    async def record(self, ticket_id: int, kind: str, data: dict[str, Any]) -> None:
+        """Append an event of this agent's own (e.g. `notified`: who was told what) to the
+        timeline; the ticket itself does not change."""
+        _required(kind=kind)
+
+        async def run(session: AsyncSession) -> None:
+            ticket = await self._load(session, ticket_id)
+            self._event(session, ticket, self.actor, kind, self.now(), data)
+
+        await self._in_transaction(run)
+
+    async def cycle_events(self, ticket_id: int) -> list[TicketEvent]:
+        """The timeline of the ticket's current cycle: the events after its latest reopening
+        (all of them if it never reopened)."""
+        async with self._sessions() as session:
+            return await self._cycle_events(session, ticket_id)
+
+    async def _cycle_events(self, session: AsyncSession, ticket_id: int,
+                            kind: str | None = None) -> list[TicketEvent]:
+        reopened = await session.scalar(select(func.max(TicketEvent.id)).where(
+            TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "reopened"))
+        query = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id,
+                                          TicketEvent.id > (reopened or 0))
+        if kind is not None:
+            query = query.where(TicketEvent.kind == kind)
+        return list((await session.scalars(query.order_by(TicketEvent.id))).all())
 
     # -- machinery --------------------------------------------------------------------------
 
