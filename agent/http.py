@@ -6,18 +6,21 @@ GET /-/ready       200 once the configuration is loaded and polling has started,
 POST /-/reload     reload the configuration (same as SIGHUP); 200 or 400 with the errors
 GET /evidence/{device}          the device's evidence files (JSON list, newest last)
 GET /evidence/{device}/{name}   one evidence file (the JPEG a picture fault was seen in)
-/api/v1/...        faults, silences and rules (agent/api.py)
+/api/v1/...        faults, silences and rules (agent/api.py); tickets (agent/tickets_api.py)
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api import add_routes
+from agent.auth import Users
+from agent.tickets_api import add_ticket_routes
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -36,6 +39,12 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_get("/evidence/{device}/{name}", _evidence_file)
     app.router.add_get("/", _index)
     add_routes(app, AGENT_KEY)
+    settings = agent.config.settings
+    tokens = Path(settings.tickets.tokens)
+    if not tokens.is_absolute():
+        tokens = agent.config.path.parent / tokens
+    add_ticket_routes(app, lambda: agent.tickets.store if agent.tickets is not None
+                      and agent.tickets.ready else None, Users.from_file(tokens))
     return app
 
 

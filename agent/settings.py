@@ -248,6 +248,11 @@ class Tickets(Strict):
         30.0, gt=0, description="How often open tickets are checked for breached limits "
                                 "(and once at start). Deadlines come from stored times, so a "
                                 "restart neither loses nor repeats an escalation.")
+    tokens: str = Field(
+        "tokens.yaml",
+        description="API users (name, role, SHA-256 of the token; `vigil tokens add NAME "
+                    "--role ROLE --file FILE` makes one), relative to agent.yaml, re-read "
+                    "when it changes. Absent: nobody may change a ticket over the API.")
     link_base: str = Field(
         "",
         description="Base URL put in messages as the ticket's link (`<link_base>/tickets/"
