@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from agent.notify import JsonlDeadLetters, Notifier
 from agent.plans import rtsp_overload, video_thresholds
 from agent.scheduler import PollScheduler
 from agent.state import State
+from agent.ticket_metrics import TicketMetrics
 from agent.ticketing import TicketRunner
 from agent.tickets.store import TicketStore
 from agent.yamlfile import ConfigError, ConfigErrors
@@ -53,7 +55,8 @@ disable_created_metrics()  # `_created` series double every counter and nobody r
 
 
 class Agent:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time):
+        """`clock` drives the ticket stage's time limits (tests move it, not the wall)."""
         self.config = config
         self.state = State()
         self.registry = CollectorRegistry()
@@ -71,7 +74,7 @@ class Agent:
         self.state.sync(config.inventory)
         self.rules = RulesRunner(config, self.state, self.registry, self._poll_interval)
         self.registry.register(FaultCollector(lambda: list(self.rules.engine.active.values())))
-        self.tickets = _ticket_runner(config)
+        self.tickets = _ticket_runner(config, self.registry, clock)
         if self.tickets is not None:
             self.rules.after_cycle.append(self.tickets.on_cycle)
         self.runner: web.AppRunner | None = None
@@ -208,17 +211,19 @@ class Agent:
         await self.engine.close()
 
 
-def _ticket_runner(config: Config) -> TicketRunner | None:
+def _ticket_runner(config: Config, registry: CollectorRegistry,
+                   clock: Callable[[], float]) -> TicketRunner | None:
     """The ticket stage, or None when `tickets.enabled` is false."""
     settings = config.settings
     if not settings.tickets.enabled:
         return None
-    store = TicketStore(settings.tickets.url, settings.agent.id,
+    store = TicketStore(settings.tickets.url, settings.agent.id, clock,
                         reopen_window=settings.tickets.reopen_window)
     dead = JsonlDeadLetters(Path(settings.state_dir) / settings.notifications.dead_letters) \
         if settings.notifications.channels else None
-    return TicketRunner(config, store, Notifier(list(settings.notifications.channels),
-                                                dead_letters=dead))
+    notifier = Notifier(list(settings.notifications.channels), dead_letters=dead, clock=clock,
+                        registry=registry)
+    return TicketRunner(config, store, notifier, clock, TicketMetrics(registry))
 
 
 def _same_profiles(old: Config, new: Config) -> bool:

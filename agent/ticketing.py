@@ -2,23 +2,29 @@
 
 After every rules cycle (`on_cycle`, called by RulesRunner) each fault that fires and opens
 something of its own (not caused by a root fault, silenced or inhibited) gets its ticket
-(`TicketStore.open_for_fault`, idempotent); a new ticket is announced ('opened') to the first
-tier of its level. A fault that resolves is recorded on its ticket's timeline (the ticket
-stays open until the repair is recorded and confirmed). A fault that was suppressed and no
+(`TicketStore.open_for_faults`, idempotent, one transaction for a whole storm); a new or
+reopened ticket is announced ('opened') to the first tier of its level. A fault that
+resolves is recorded on its ticket's timeline and announced ('resolved'; the ticket stays
+open until the repair is recorded and confirmed); while the store cannot be written,
+resolutions wait in memory and are recorded when it can. A fault that was suppressed and no
 longer is, while still firing, gets its ticket then.
 
-On a timer (`tickets.escalation_interval`, and once at start) every ticket that is not closed
-is checked against the escalation policy from its stored times and the escalations recorded
+On a timer (`tickets.escalation_interval`, and once at start) every ticket of this agent
+(opened by it: with a store shared by several branch agents, each escalates and notifies its
+own branch's tickets, through its own channels) that is not closed is checked against the
+escalation policy from its stored times and the escalations recorded
 on its timeline (agent/escalation.py `due_escalations`).
 
 Crash ordering. An escalation is recorded in the store FIRST (`escalate`, one transaction,
 identified by its breach number `seq`: the store refuses a seq already recorded, also to a
 second agent sharing the store), and only then is the tier notified. Notifications go through
 an outbox kept on the timeline: once the notifier has delivered (or dead-lettered) a message,
-a `notified` event is appended. Each check re-sends what has an `opened`/`escalated` event but
-no `notified` one. So a crash between recording and notifying repeats (at most) a
+a `notified` event is appended, naming (kind, seq): seq is the breach number of an
+escalation, the reopen count of an opening, the event id of a resolution; messages carry
+it. Each check re-sends what has an `opened`/`reopened`/`escalated`/`fault_resolved` event
+but no `notified` one. So a crash between recording and notifying repeats (at most) a
 notification, never skips or doubles an escalation, and no notification is lost; receivers
-deduplicate on the fault key.
+deduplicate on (key, kind, seq).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from agent.escalation import (
     due_escalations,
 )
 from agent.notify import Message, Notifier
+from agent.ticket_metrics import TicketMetrics
 from agent.tickets.models import Ticket, TicketEvent
 from agent.tickets.store import AlreadyEscalated, TicketFilter, TicketStore
 from rules.faults import Fault
@@ -51,6 +58,7 @@ log = logging.getLogger("vigil.ticketing")
 
 PAGE = 500
 TICK = 1.0  # seconds between notifier flushes
+STORM_LOG = 20  # more tickets than this in one cycle: one log line, not one per ticket
 
 
 @dataclass
@@ -66,14 +74,19 @@ class _Outgoing:
 
 class TicketRunner:
     def __init__(self, config: Config, store: TicketStore, notifier: Notifier,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 metrics: TicketMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
+        if metrics is not None:
+            store.listeners.append(metrics.changed)
         self.notifier = notifier
         self.clock = clock
         self.config = config
         self.policy: Policy = config.escalation or builtin_policy()
         self.ready = False  # the store is open (migrated)
         self.ticketed: set[str] = set()  # fault keys known to have a ticket that is not closed
+        self._resolved: dict[str, float | None] = {}  # resolutions not yet recorded
         self._outgoing: dict[tuple[int, str, int], _Outgoing] = {}
         self._task: asyncio.Task | None = None
         self._last_check: float | None = None
@@ -110,11 +123,15 @@ class TicketRunner:
                           self.store.url.render_as_string(hide_password=True), exc,
                           self.config.settings.tickets.escalation_interval)
             self._failing = True
+            if self.metrics is not None:
+                self.metrics.store_up = 0
             return False
         if self._failing:
             log.info("ticket store open")
         self._failing = False
         self.ready = True
+        if self.metrics is not None:
+            self.metrics.store_up = 1
         if not any(tier.channels for tier in self.policy.tiers):
             log.warning("no escalation tier has a notification channel: tickets open and "
                         "escalate, nobody is notified")
@@ -123,40 +140,62 @@ class TicketRunner:
     # -- faults -> tickets ----------------------------------------------------------------
 
     async def on_cycle(self, changed: Iterable[Fault], active: Iterable[Fault]) -> None:
-        """After a rules cycle: open tickets of firing, unsuppressed faults; record
-        resolutions. Faults whose store call failed are tried again next cycle."""
+        """After a rules cycle: record resolutions; open tickets of firing, unsuppressed
+        faults. What the store refused is tried again next cycle."""
         if not self.ready:
             return
         changed = list(changed)
         for fault in changed:
             if fault.state == "resolved":
                 self.ticketed.discard(fault.key)
-                try:
-                    await self.store.fault_resolved(fault.key, fault.resolved_at)
-                except Exception:
-                    log.exception("cannot record the resolution of %s", fault.key)
+                self._resolved[fault.key] = fault.resolved_at
+        await self._record_resolutions()
         fired_now = {f.key for f in changed if f.state == "firing"}
-        for fault in active:
-            if fault.state != "firing" or fault.suppressed is not None \
-                    or fault.key in self.ticketed:
-                continue
-            try:
-                if fault.key not in fired_now:  # at start, or no longer suppressed
-                    existing = await self.store.find_open(fault.key)
-                    if existing is not None:
-                        self.ticketed.add(fault.key)
-                        continue
-                ticket, created = await self.store.open_for_fault(fault)
-            except Exception:
-                log.exception("cannot open a ticket for %s (tried again next cycle)",
-                              fault.key)
-                continue
+        wanted = [f for f in active if f.state == "firing" and f.suppressed is None
+                  and f.key not in self.ticketed]
+        if not wanted:
+            return
+        try:
+            returning = [f.key for f in wanted if f.key not in fired_now]
+            if returning:  # at start, or no longer suppressed: its ticket may exist
+                existing = await self.store.open_keys(returning)
+                self.ticketed |= existing
+                wanted = [f for f in wanted if f.key not in existing]
+            opened = await self.store.open_for_faults(wanted)
+        except Exception:
+            log.exception("cannot open tickets for %d faults (tried again next cycle)",
+                          len(wanted))
+            return
+        new = 0
+        for fault, result in zip(wanted, opened, strict=True):
             self.ticketed.add(fault.key)
-            if created:
-                log.info("ticket %d opened for %s (level %d)", ticket.id, fault.key,
-                         ticket.level)
-                since = _at(fault.fired_at) if fault.fired_at else ticket.opened_at
-                self._send_opened(ticket, since)
+            ticket = result.ticket
+            if result.outcome == "existing":
+                continue
+            new += 1
+            if len(opened) <= STORM_LOG:
+                log.info("ticket %d %s for %s (level %d)", ticket.id, result.outcome,
+                         fault.key, ticket.level)
+            since = _at(fault.fired_at) if fault.fired_at else ticket.cycle_started_at
+            self._send_opened(ticket, since, ticket.level)
+        if len(opened) > STORM_LOG:
+            log.info("%d tickets opened or reopened for %d faults", new, len(opened))
+
+    async def _record_resolutions(self) -> None:
+        if not self._resolved:
+            return
+        pending = dict(self._resolved)
+        try:
+            results = await self.store.faults_resolved(pending)
+        except Exception as exc:  # noqa: BLE001  # kept, recorded when the store is back
+            log.warning("cannot record %d fault resolutions yet (%s); kept until the ticket "
+                        "store can be written", len(pending), exc)
+            return
+        for key, result in zip(pending, results, strict=True):
+            self._resolved.pop(key, None)
+            if result is not None:
+                ticket, event = result
+                self._send_resolved(ticket, event)
 
     # -- escalation -----------------------------------------------------------------------
 
@@ -167,20 +206,31 @@ class TicketRunner:
             return 0
         now = _at(self.clock())
         done, offset = 0, 0
-        while True:
-            page = await self.store.list(TicketFilter(not_closed=True, limit=PAGE,
-                                                      offset=offset))
-            for ticket in page:
-                try:
-                    done += await self._check_ticket(ticket, now)
-                except Exception:
-                    log.exception("escalation check of ticket %d failed", ticket.id)
-            if len(page) < PAGE:
-                return done
-            offset += PAGE
+        try:
+            await self._record_resolutions()
+            while True:
+                page = await self.store.list(TicketFilter(
+                    not_closed=True, agent_id=self.store.agent_id, limit=PAGE, offset=offset))
+                events = await self.store.cycle_events_of([t.id for t in page])
+                for ticket in page:
+                    try:
+                        done += await self._check_ticket(ticket, events[ticket.id], now)
+                    except Exception:
+                        log.exception("escalation check of ticket %d failed", ticket.id)
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
+            if self.metrics is not None:
+                self.metrics.counts = await self.store.open_counts(self.store.agent_id)
+                self.metrics.store_up = 1
+        except Exception:
+            if self.metrics is not None:
+                self.metrics.store_up = 0
+            raise
+        return done
 
-    async def _check_ticket(self, ticket: Ticket, now: datetime) -> int:
-        events = await self.store.cycle_events(ticket.id)
+    async def _check_ticket(self, ticket: Ticket, events: list[TicketEvent],
+                            now: datetime) -> int:
         fired = [e for e in (_escalation(ev) for ev in events) if e is not None]
         done = 0
         if ticket.state not in ("resolved", "confirmed"):
@@ -196,30 +246,36 @@ class TicketRunner:
                 log.warning("ticket %d escalated (%s limit %s missed): level %d -> %d, "
                             "notifying %s", ticket.id, esc.breach, esc.limit,
                             esc.from_level, esc.to_level, esc.tier)
+                if self.metrics is not None:
+                    self.metrics.escalations.labels(esc.breach, str(esc.to_level)).inc()
                 fired.append(esc)
                 done += 1
         notified = {(e.data.get("kind"), e.data.get("seq", 0)) for e in events
                     if e.kind == "notified"}
-        opened = next((e for e in events if e.kind == "opened"), None)
-        if opened is not None and ("opened", 0) not in notified:
-            fired_at = opened.data.get("fired_at")
-            self._send_opened(ticket, datetime.fromisoformat(fired_at) if fired_at
-                              else ticket.opened_at, level=opened.data.get("level"))
+        if ("opened", ticket.reopen_count) not in notified:
+            opened = next((e for e in events if e.kind == "opened"), None)
+            fired_at = opened.data.get("fired_at") if opened is not None else None
+            level = opened.data.get("level") if opened is not None else None
+            since = datetime.fromisoformat(fired_at) if fired_at else ticket.cycle_started_at
+            self._send_opened(ticket, since, int(level or ticket.level))
         for esc in fired:
             if ("escalated", esc.seq) not in notified:
                 self._send_escalated(ticket, esc)
+        for event in events:
+            if event.kind == "fault_resolved" and ("resolved", event.id) not in notified:
+                self._send_resolved(ticket, event)
         return done
 
     # -- notifications (outbox) -----------------------------------------------------------
 
-    def _send_opened(self, ticket: Ticket, since: datetime, level: int | None = None) -> None:
-        level = int(level or ticket.original_level)
+    def _send_opened(self, ticket: Ticket, since: datetime, level: int) -> None:
+        """'opened' (seq: the reopen count) to the first tier of the level it opened at."""
         if level not in self.policy.levels:
             return
         tier = self.policy.tiers[self.policy.first_tier(level)]
         limits = self.policy.limits(level)
         due = deadline(ticket.cycle_started_at, limits.respond, self.policy.calendar_of(level))
-        self._submit(ticket, "opened", 0, tier.channels, level, since, due)
+        self._submit(ticket, "opened", ticket.reopen_count, tier.channels, level, since, due)
 
     def _send_escalated(self, ticket: Ticket, esc: Escalation) -> None:
         try:
@@ -230,7 +286,19 @@ class TicketRunner:
         limit = limits.respond if ticket.acknowledged_at is None else limits.repair
         due = deadline(esc.at, limit, self.policy.calendar_of(esc.to_level))
         self._submit(ticket, "escalated", esc.seq, tier.channels, esc.to_level,
-                     ticket.opened_at, due)
+                     ticket.cycle_started_at, due)
+
+    def _send_resolved(self, ticket: Ticket, event: TicketEvent) -> None:
+        """'resolved' (seq: the event's id) to the first tier of the ticket's level: the
+        device is healthy again, the repair is still to be recorded."""
+        if ticket.level not in self.policy.levels:
+            return
+        tier = self.policy.tiers[self.policy.first_tier(ticket.level)]
+        limits = self.policy.limits(ticket.level)
+        due = deadline(ticket.cycle_started_at, limits.repair,
+                       self.policy.calendar_of(ticket.level))
+        self._submit(ticket, "resolved", event.id, tier.channels, ticket.level,
+                     ticket.cycle_started_at, due)
 
     def _submit(self, ticket: Ticket, kind: str, seq: int, channels: list[str], level: int,
                 since: datetime, due: datetime) -> None:
@@ -244,7 +312,7 @@ class TicketRunner:
         settings = self.config.settings
         base = settings.tickets.link_base or f"http://{settings.listen}/api/v1"
         message = Message(
-            kind=kind, key=ticket.fault_key, ticket=str(ticket.id), site=ticket.site,
+            kind=kind, key=ticket.fault_key, seq=seq, ticket=str(ticket.id), site=ticket.site,
             site_name=site.name if site else "", device=ticket.device,
             device_name=device.name if device else "", level=level,
             what_zh=ticket.title_zh or ticket.title_en, what_en=ticket.title_en,
@@ -254,19 +322,23 @@ class TicketRunner:
         self._outgoing[key] = _Outgoing(ticket.id, kind, seq, channels, self.clock() + window)
 
     async def flush(self, force: bool = False) -> None:
-        """Send what is due; mark what was delivered (or dead-lettered) as `notified`."""
+        """Send what is due; mark what was delivered (or dead-lettered) as `notified`, in
+        one transaction."""
         started = self.clock()
         await self.notifier.flush(force)
-        for key, out in list(self._outgoing.items()):
-            if not force and out.due > started:
-                continue
-            try:
-                await self.store.record(out.ticket_id, "notified",
-                                        {"kind": out.kind, "seq": out.seq,
-                                         "channels": out.channels})
-            except Exception:
-                log.exception("cannot record the notification of ticket %d", out.ticket_id)
-                continue
+        sent = {key: out for key, out in self._outgoing.items()
+                if force or out.due <= started}
+        if not sent:
+            return
+        try:
+            await self.store.record_many([
+                (out.ticket_id, "notified", {"kind": out.kind, "seq": out.seq,
+                                             "channels": out.channels})
+                for out in sent.values()])
+        except Exception:  # sent again after the next check: at least once
+            log.exception("cannot record %d notifications as sent", len(sent))
+            return
+        for key in sent:
             del self._outgoing[key]
 
     # -- lifecycle ------------------------------------------------------------------------

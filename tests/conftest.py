@@ -1,11 +1,15 @@
-"""Shared fixtures: the recordings served by snmpsim, and polling them the daemon's way."""
+"""Shared fixtures: the recordings served by snmpsim, polling them the daemon's way, and
+ticket-store databases (SQLite files, a throwaway PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from collectors.reading import PollResult
 from collectors.snmp.collector import SnmpCollector, SnmpJob
@@ -96,3 +100,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             print(f"\nCI=true: skipped test counts as a failure: {report.nodeid}: "
                   f"{report.longrepr[-1] if isinstance(report.longrepr, tuple) else ''}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory):
+    with peers.postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+def new_database(server: str) -> str:
+    """A new, empty database on the PostgreSQL `server`; its URL."""
+    name = f"tickets_{next(_databases)}"
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh, empty ticket database: a temp SQLite file, or a new database on the server."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'tickets.db'}"
+    return new_database(request.getfixturevalue("postgres_server"))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import subprocess
 import sys
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from agent.tickets.migrations import head, sync_url, upgrade_to_head
@@ -26,7 +24,6 @@ from tests import peers
 
 T0 = 1_780_000_000.0  # 2026-05-28
 HOUR = 3600.0
-_databases = itertools.count()
 
 
 class Clock:
@@ -44,26 +41,6 @@ def fault(key: str = "CameraOffline:cam-1", level: int = 3, site: str = "dh") ->
                  state="firing", pending_since=T0 - 60, last_seen=T0, fired_at=T0 - 30,
                  texts={"summary": {"zh": f"{subject} 离线", "en": f"{subject} offline"}},
                  evidence={"up": 0, "reason": "timeout"})
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory):
-    with peers.postgres(tmp_path_factory.mktemp("postgres")) as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A fresh, empty database: a temp SQLite file, or a new database on the server."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'tickets.db'}"
-    server = request.getfixturevalue("postgres_server")
-    name = f"tickets_{next(_databases)}"
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return make_url(server).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """The ticket stage: faults open tickets, breaches escalate once, tiers are notified.
 
-Real SQLite files and a real aiohttp webhook receiver on loopback; the clock is injected, so
-"two hours later" takes no time. PostgreSQL coverage of the store is in test_ticket_store.py.
+Real SQLite files and a real PostgreSQL (each runner test runs on both), a real aiohttp
+webhook receiver on loopback; the clock is injected, so "two hours later" takes no time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -14,12 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from agent.config import Config, load_config
 from agent.escalation import builtin_policy, load_policy
 from agent.notify import MemoryDeadLetters, Notifier
+from agent.ticket_metrics import TicketMetrics
 from agent.ticketing import TicketRunner
-from agent.tickets.store import TicketStore
+from agent.tickets.store import TicketFilter, TicketStore
 from rules.faults import Fault
 from tests.test_config import GOOD, errors_of, write_site
 
@@ -81,28 +85,34 @@ levels:
 """
 
 
-def site_config(tmp: Path, port: int) -> Config:
+def site_config(tmp: Path, port: int, url: str, storm_window: str = "0",
+                agent_id: str = "test") -> Config:
     hooks = "\n".join(f"    - {{name: hook-{n}, type: webhook, url: 'http://127.0.0.1:{port}/"
-                      f"{n}', storm_window: 0, attempts: 1}}" for n in ("tech", "lead", "mgr"))
-    path = write_site(tmp, GOOD, agent=f"agent: {{id: test}}\nstate_dir: state\n"
-                                       f"rules: {{files: []}}\nnotifications:\n"
-                                       f"  channels:\n{hooks}\n")
+                      f"{n}', storm_window: {storm_window}, attempts: 1}}"
+                      for n in ("tech", "lead", "mgr"))
+    path = write_site(tmp, GOOD, agent=f"agent: {{id: {agent_id}}}\nstate_dir: state\n"
+                                       f"rules: {{files: []}}\ntickets: {{url: '{url}'}}\n"
+                                       f"notifications:\n  channels:\n{hooks}\n")
     (tmp / "escalation.yaml").write_text(POLICY)
     return load_config(path)
 
 
 @pytest.fixture
-def config(tmp_path: Path, receiver: Receiver) -> Config:
-    return site_config(tmp_path, receiver.port)
+def config(tmp_path: Path, receiver: Receiver, db_url: str) -> Config:
+    """A site whose tickets live in SQLite, then (second run) in PostgreSQL."""
+    return site_config(tmp_path, receiver.port, db_url)
 
 
-def make_runner(config: Config, clock: Clock) -> TicketRunner:
+def make_runner(config: Config, clock: Clock, busy_timeout: float = 30.0,
+                registry: CollectorRegistry | None = None) -> TicketRunner:
     settings = config.settings
     store = TicketStore(settings.tickets.url, settings.agent.id, clock,
-                        reopen_window=settings.tickets.reopen_window)
+                        reopen_window=settings.tickets.reopen_window,
+                        busy_timeout=busy_timeout)
     notifier = Notifier(list(settings.notifications.channels), clock=clock,
-                        dead_letters=MemoryDeadLetters())
-    return TicketRunner(config, store, notifier, clock)
+                        dead_letters=MemoryDeadLetters(), registry=registry)
+    return TicketRunner(config, store, notifier, clock,
+                        TicketMetrics(registry) if registry is not None else None)
 
 
 @pytest.fixture
@@ -330,3 +340,160 @@ def test_example_config_defines_every_channel_of_the_shipped_policy():
     agent = yaml.safe_load((REPO / "config" / "agent.yaml").read_text())
     defined = {c["name"] for c in agent["notifications"]["channels"]}
     assert {c for t in policy["tiers"] for c in t["channels"]} <= defined
+
+
+async def test_storm_opens_every_ticket_and_sends_one_message_per_channel(
+        tmp_path, receiver, db_url):
+    config = site_config(tmp_path, receiver.port, db_url, storm_window="2s")
+    clock = Clock()
+    runner = make_runner(config, clock)
+    assert await runner.open_store()
+    storm = [fault(f"CameraOffline:cam-{i}") for i in range(1000)]
+    await runner.on_cycle(storm, storm)
+    tickets = await runner.store.list(TicketFilter(limit=2000))
+    assert sorted(t.fault_key for t in tickets) == sorted(f.key for f in storm)
+    await runner.flush()
+    assert receiver.on("/tech") == []  # held for the storm window
+    clock.t += 2
+    await runner.flush()
+    [body] = receiver.on("/tech")
+    assert (body["kind"], body["count"]) == ("storm", 1000)
+    assert "1000" in body["subject"]
+    events = await runner.store.cycle_events_of([t.id for t in tickets])
+    assert all([e.kind for e in evs] == ["opened", "notified"] for evs in events.values())
+    await runner.on_cycle([], storm)  # the next cycle: nothing new
+    assert await runner.store.count() == 1000
+    await runner.close()
+
+
+async def test_resolution_and_return_are_announced_once(started, receiver):
+    runner, clock = started
+    f = fault()
+    await runner.on_cycle([f], [f])
+    await runner.flush()
+    [ticket] = await runner.store.list()
+    clock.t += 600
+    f.state, f.resolved_at = "resolved", clock.t
+    await runner.on_cycle([f], [])
+    await runner.flush()
+    opened, resolved = [b["messages"][0] for b in receiver.on("/tech")]
+    assert (opened["kind"], opened["seq"]) == ("opened", 0)
+    assert resolved["kind"] == "resolved" and resolved["key"] == f.key
+    resolved_event = next(e for e in await runner.store.timeline(ticket.id)
+                      if e.kind == "fault_resolved")
+    assert resolved["seq"] == resolved_event.id
+    store = runner.store
+    for step in (lambda: store.acknowledge(ticket.id, "tech:wang"),
+                 lambda: store.diagnose(ticket.id, "tech:wang", "PoE port dead"),
+                 lambda: store.start_repair(ticket.id, "tech:wang"),
+                 lambda: store.resolve(ticket.id, "tech:wang", "network", "moved to port 9")):
+        await step()
+    clock.t += 3600  # the repair did not hold: the fault fires again
+    again = fault(fired_at=clock.t)
+    await runner.on_cycle([again], [again])
+    await runner.flush()
+    reopened = receiver.on("/tech")[2]["messages"][0]
+    assert (reopened["kind"], reopened["seq"], reopened["ticket"]) == \
+        ("opened", 1, str(ticket.id))
+    assert (await store.get(ticket.id)).state == "open"
+    for _ in range(2):  # the outbox knows all three were sent
+        await runner.check()
+        await runner.flush()
+    assert len(receiver.on("/tech")) == 3
+
+
+async def test_resolution_waits_while_the_store_is_locked(tmp_path, receiver, caplog):
+    """SQLite held by another writer past the busy timeout: the resolution is kept and
+    recorded (and announced) once the store can be written again."""
+    db = tmp_path / "tickets.db"
+    config = site_config(tmp_path, receiver.port, f"sqlite+aiosqlite:///{db}")
+    clock = Clock()
+    runner = make_runner(config, clock, busy_timeout=0.2)
+    assert await runner.open_store()
+    f = fault()
+    await runner.on_cycle([f], [f])
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process writing, for a long time
+    try:
+        clock.t += 60
+        f.state, f.resolved_at = "resolved", clock.t
+        await runner.on_cycle([f], [])
+        assert "cannot record 1 fault resolutions yet" in caplog.text
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    [ticket] = await runner.store.list()
+    assert "fault_resolved" not in await kinds(runner, ticket.id)
+    await runner.check()
+    await runner.flush()
+    assert "fault_resolved" in await kinds(runner, ticket.id)
+    assert [b["messages"][0]["kind"] for b in receiver.on("/tech")] == ["opened", "resolved"]
+    await runner.close()
+
+
+async def test_metrics_of_backlog_escalations_and_response_times(config, receiver):
+    registry = CollectorRegistry()
+    clock = Clock()
+    runner = make_runner(config, clock, registry=registry)
+    assert await runner.open_store()
+    value = registry.get_sample_value
+    assert value("vigil_ticket_store_up") == 1
+    faults = [fault(f"CameraOffline:cam-{i}") for i in range(3)]
+    await runner.on_cycle(faults, faults)
+    await runner.check()
+    assert value("vigil_tickets", {"site": "room", "level": "3", "state": "open"}) == 3
+    [first, second, _] = await runner.store.list()
+    clock.t = T0 + 600
+    await runner.store.acknowledge(first.id, "tech:wang")
+    await runner.store.acknowledge(second.id, "tech:li")
+    assert value("vigil_ticket_time_to_acknowledge_seconds_count", {"level": "3"}) == 2
+    assert value("vigil_ticket_time_to_acknowledge_seconds_sum", {"level": "3"}) == 1200
+    assert value("vigil_ticket_time_to_acknowledge_seconds_bucket",
+                 {"level": "3", "le": "900.0"}) == 2
+    clock.t = T0 + 2 * HOUR + 1  # the third missed level 3's 2 h response limit
+    assert await runner.check() == 1
+    await runner.flush()
+    assert value("vigil_ticket_escalations_total", {"breach": "response", "to_level": "2"}) == 1
+    assert value("vigil_tickets", {"site": "room", "level": "3", "state": "acknowledged"}) == 2
+    assert value("vigil_tickets", {"site": "room", "level": "2", "state": "open"}) == 1
+    assert value("vigil_notifications_sent_total", {"channel": "hook-lead"}) == 1
+    store = runner.store
+    await store.diagnose(first.id, "tech:wang", "lens fogged")
+    await store.start_repair(first.id, "tech:wang")
+    clock.t = T0 + 3 * HOUR
+    await store.resolve(first.id, "tech:wang", "environment", "heater replaced", ["heater"])
+    assert value("vigil_ticket_time_to_repair_seconds_sum", {"level": "3"}) == 3 * HOUR
+    await runner.close()
+
+
+async def test_two_agents_sharing_one_store_open_one_ticket_per_fault(
+        tmp_path, receiver, db_url):
+    """Two branch agents see the same faults at the same time (one device watched twice):
+    one ticket each, one opening message each, one escalation each."""
+    clock = Clock()
+    runners = []
+    for name in ("branch-a", "branch-b"):
+        (tmp_path / name).mkdir()
+        runners.append(make_runner(site_config(tmp_path / name, receiver.port, db_url,
+                                               storm_window="1s", agent_id=name), clock))
+    for runner in runners:
+        assert await runner.open_store()
+    storm = [fault(f"CameraOffline:cam-{i}") for i in range(50)]
+    await asyncio.gather(*(r.on_cycle(storm, storm) for r in runners))
+    tickets = await runners[0].store.list(TicketFilter(limit=100))
+    assert sorted(t.fault_key for t in tickets) == sorted(f.key for f in storm)
+    clock.t += 1
+    await asyncio.gather(*(r.flush() for r in runners))
+    clock.t = T0 + 2 * HOUR + 1
+    for _ in range(2):
+        await asyncio.gather(*(r.check() for r in runners))
+        clock.t += 1
+        await asyncio.gather(*(r.flush() for r in runners))
+    opened = [m["key"] for b in receiver.on("/tech") for m in b["messages"]]
+    escalated = [m["key"] for b in receiver.on("/lead") for m in b["messages"]]
+    assert sorted(opened) == sorted(escalated) == sorted(f.key for f in storm)
+    for ticket in await runners[0].store.list(TicketFilter(limit=100)):
+        events = [e.kind for e in await runners[0].store.timeline(ticket.id)]
+        assert events.count("opened") == 1 and events.count("escalated") == 1, events
+    for runner in runners:
+        await runner.close()

@@ -34,6 +34,10 @@ class Message(BaseModel):
                                         "notifier from many messages).")
     key: str = Field(..., description="The fault key (also the ticket's key); receivers "
                                       "deduplicate on it.")
+    seq: int = Field(0, description="Which message of this kind for the ticket: the breach "
+                                    "number of an escalation, the reopen count of an opening, "
+                                    "the timeline event of a resolution. Receivers "
+                                    "deduplicate on (key, kind, seq).")
     ticket: str = Field("", description="Ticket id or number, if one exists yet.")
     site: str = Field(..., description="Site id.")
     site_name: str = Field("", description="Human name of the site, e.g. 东湖社区.")

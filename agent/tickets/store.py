@@ -60,6 +60,7 @@ EVENT_KIND = {"acknowledge": "acknowledged", "diagnose": "diagnosed",
 CYCLE_COLUMNS = ("acknowledged_at", "diagnosed_at", "repair_started_at", "resolved_at",
                  "confirmed_at", "closed_at")
 OPEN_ATTEMPTS = 20
+OPEN_BATCH = 500  # faults opened in one transaction during a storm
 
 
 class TicketError(Exception):
@@ -114,6 +115,15 @@ class FaultLike(Protocol):
 
 
 @dataclass(frozen=True)
+class Opened:
+    """What `open_for_faults` did for one fault: `created` a ticket, `reopened` one (the fault
+    came back), or found the `existing` one."""
+
+    ticket: Ticket
+    outcome: str
+
+
+@dataclass(frozen=True)
 class TicketFilter:
     """`list()` filters; None means any. `state` and `level` accept one value or several."""
 
@@ -165,6 +175,8 @@ class TicketStore:
         if self.sqlite:
             _sqlite_setup(self.engine, busy_timeout)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.listeners: list[Callable[[Ticket, str], Any]] = []
+        """Called with (ticket, action) after a lifecycle change is committed (metrics)."""
 
     async def start(self) -> None:
         if self.migrate:
@@ -207,6 +219,12 @@ class TicketStore:
             return await session.scalar(select(Ticket).where(
                 Ticket.fault_key == fault_key, Ticket.state != "closed"))
 
+    async def open_keys(self, fault_keys: Sequence[str]) -> set[str]:
+        """Those of `fault_keys` that have a ticket that is not closed."""
+        async with self._sessions() as session:
+            return set(await session.scalars(select(Ticket.fault_key).where(
+                Ticket.fault_key.in_(list(fault_keys)), Ticket.state != "closed")))
+
     async def list(self, filters: TicketFilter | None = None) -> list[Ticket]:
         f = filters or TicketFilter()
         query = select(Ticket)
@@ -248,67 +266,113 @@ class TicketStore:
         closed is returned as is, or reopened when its repair was recorded (resolved or
         confirmed: the fault is back). Else a ticket of the same key closed within
         `reopen_window` is reopened; else a new one is opened (created = True)."""
-        if not 1 <= int(fault.level) <= 4:
-            raise InvalidInput(f"fault {fault.key}: level {fault.level} is not 1-4")
+        [opened] = await self.open_for_faults([fault])
+        return opened.ticket, opened.outcome == "created"
+
+    async def open_for_faults(self, faults: Sequence[FaultLike]) -> list[Opened]:
+        """`open_for_fault` for many faults (a storm), in order: one transaction per
+        `OPEN_BATCH` faults. A batch the database refuses (another agent sharing the store
+        opened one of its tickets meanwhile) is retried, fault by fault."""
+        for fault in faults:
+            if not 1 <= int(fault.level) <= 4:
+                raise InvalidInput(f"fault {fault.key}: level {fault.level} is not 1-4")
+        unique = list({f.key: f for f in faults}.values())
+        done: dict[str, Opened] = {}
+        for start in range(0, len(unique), OPEN_BATCH):
+            batch = unique[start:start + OPEN_BATCH]
+            try:
+                opened = await self._in_transaction(lambda s, b=batch: self._open_many(s, b))
+            except IntegrityError:
+                opened = [await self._open_one(f) for f in batch]
+            done.update((o.ticket.fault_key, o) for o in opened)
+        return [done[f.key] for f in faults]
+
+    async def _open_one(self, fault: FaultLike) -> Opened:
         for _ in range(OPEN_ATTEMPTS):
             try:
-                result = await self._in_transaction(lambda s: self._open_once(s, fault))
+                [opened] = await self._in_transaction(lambda s: self._open_many(s, [fault]))
             except IntegrityError:  # another agent opened or reopened it first: look again
                 continue
-            if result is not None:
-                return result
+            return opened
         raise TicketError(f"could not open a ticket for {fault.key} after {OPEN_ATTEMPTS} "
                           "attempts (the database kept refusing)")
 
-    async def _open_once(self, session: AsyncSession, fault: FaultLike
-                         ) -> tuple[Ticket, bool] | None:
+    async def _open_many(self, session: AsyncSession, faults: Sequence[FaultLike]
+                         ) -> list[Opened]:
         now = self.now()
-        ticket = await session.scalar(self._locking(select(Ticket).where(
-            Ticket.fault_key == fault.key, Ticket.state != "closed")))
-        if ticket is not None:
+        by_key = {f.key: f for f in faults}
+        found: dict[str, Opened] = {}
+        for ticket in await session.scalars(self._locking(select(Ticket).where(
+                Ticket.fault_key.in_(by_key), Ticket.state != "closed"))):
+            outcome = "existing"
             if ticket.state in ("resolved", "confirmed"):
                 self._apply(session, ticket, "reopen", self.actor, now,
-                            {"reason": "fault_returned", "level": fault.level})
-            return ticket, False
-        cutoff = now - timedelta(seconds=self.reopen_window)
-        closed = await session.scalar(self._locking(select(Ticket).where(
-            Ticket.fault_key == fault.key, Ticket.state == "closed",
-            Ticket.closed_at >= cutoff).order_by(Ticket.closed_at.desc()).limit(1)))
-        if closed is not None:
+                            {"reason": "fault_returned", "level": by_key[ticket.fault_key].level})
+                outcome = "reopened"
+            found[ticket.fault_key] = Opened(ticket, outcome)
+        rest = [k for k in by_key if k not in found]
+        if rest:
             # A concurrent reopener waits on the row lock (PostgreSQL; SQLite serialises the
             # whole transaction), then no longer finds it closed and tries to insert, which
-            # the unique index refuses: it retries and finds this ticket open.
-            self._apply(session, closed, "reopen", self.actor, now,
-                        {"reason": "fault_returned", "level": fault.level,
-                         "closed_at": closed.closed_at.isoformat() if closed.closed_at
-                         else None})
-            return closed, False
-        ticket = Ticket(
-            fault_key=fault.key, agent_id=self.agent_id, site=fault.site or "",
-            device=fault.device or "", rule=fault.rule, level=int(fault.level),
-            original_level=int(fault.level), state="open", title_zh=_title(fault, "zh"),
-            title_en=_title(fault, "en"), opened_at=now, updated_at=now, reopen_count=0)
-        session.add(ticket)
-        await session.flush()  # the unique index speaks here
-        fired = fault.fired_at
-        session.add(TicketEvent(
-            ticket_id=ticket.id, at=now, actor=self.actor, kind="opened",
-            data={"fault_key": fault.key, "level": int(fault.level),
-                  "fired_at": datetime.fromtimestamp(fired, UTC).isoformat() if fired
-                  else None, "evidence": _jsonable(fault.evidence or {})}))
-        return ticket, True
+            # the unique index refuses: the batch is retried and finds this ticket open.
+            cutoff = now - timedelta(seconds=self.reopen_window)
+            for ticket in await session.scalars(self._locking(select(Ticket).where(
+                    Ticket.fault_key.in_(rest), Ticket.state == "closed",
+                    Ticket.closed_at >= cutoff).order_by(Ticket.closed_at.desc()))):
+                if ticket.fault_key in found:  # an older closed ticket of the same key
+                    continue
+                self._apply(session, ticket, "reopen", self.actor, now,
+                            {"reason": "fault_returned",
+                             "level": by_key[ticket.fault_key].level,
+                             "closed_at": ticket.closed_at.isoformat() if ticket.closed_at
+                             else None})
+                found[ticket.fault_key] = Opened(ticket, "reopened")
+        new = [Ticket(fault_key=f.key, agent_id=self.agent_id, site=f.site or "",
+                      device=f.device or "", rule=f.rule, level=int(f.level),
+                      original_level=int(f.level), state="open", title_zh=_title(f, "zh"),
+                      title_en=_title(f, "en"), opened_at=now, updated_at=now,
+                      reopen_count=0)
+               for key, f in by_key.items() if key not in found]
+        if new:
+            session.add_all(new)
+            await session.flush()  # the unique index speaks here
+            for ticket in new:
+                fault = by_key[ticket.fault_key]
+                fired = fault.fired_at
+                self._event(session, ticket, self.actor, "opened", now, {
+                    "fault_key": fault.key, "level": int(fault.level),
+                    "fired_at": datetime.fromtimestamp(fired, UTC).isoformat() if fired
+                    else None, "evidence": fault.evidence or {}})
+                found[ticket.fault_key] = Opened(ticket, "created")
+        return [found[k] for k in by_key]
 
     async def fault_resolved(self, fault_key: str, at: float | None = None) -> Ticket | None:
         """The fault is no longer firing: recorded on its open ticket's timeline, nothing
         else (the repair still has to be recorded and confirmed). None if it has none."""
-        async def run(session: AsyncSession) -> Ticket | None:
-            ticket = await session.scalar(self._locking(select(Ticket).where(
-                Ticket.fault_key == fault_key, Ticket.state != "closed")))
-            if ticket is None:
-                return None
-            data = {"resolved_at": datetime.fromtimestamp(at, UTC).isoformat()} if at else {}
-            self._event(session, ticket, self.actor, "fault_resolved", self.now(), data)
-            return ticket
+        [resolved] = await self.faults_resolved({fault_key: at})
+        return resolved[0] if resolved else None
+
+    async def faults_resolved(self, resolutions: dict[str, float | None]
+                              ) -> list[tuple[Ticket, TicketEvent] | None]:
+        """`fault_resolved` for many faults (key -> when) in one transaction: for each, its
+        ticket and the `fault_resolved` event, or None if it has no ticket that is not
+        closed."""
+        async def run(session: AsyncSession) -> list[tuple[Ticket, TicketEvent] | None]:
+            tickets = {t.fault_key: t for t in await session.scalars(self._locking(
+                select(Ticket).where(Ticket.fault_key.in_(resolutions),
+                                     Ticket.state != "closed")))}
+            now, out = self.now(), []
+            for key, at in resolutions.items():
+                ticket = tickets.get(key)
+                if ticket is None:
+                    out.append(None)
+                    continue
+                data = {"resolved_at": datetime.fromtimestamp(at, UTC).isoformat()} \
+                    if at else {}
+                out.append((ticket, self._event(session, ticket, self.actor,
+                                                "fault_resolved", now, data)))
+            await session.flush()  # the events' ids
+            return out
 
         return await self._in_transaction(run)
 
@@ -400,11 +464,22 @@ class TicketStore:
     async def record(self, ticket_id: int, kind: str, data: dict[str, Any]) -> None:
         """Append an event of this agent's own (e.g. `notified`: who was told what) to the
         timeline; the ticket itself does not change."""
-        _required(kind=kind)
+        await self.record_many([(ticket_id, kind, data)])
+
+    async def record_many(self, entries: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
+        """`record` for many (ticket id, kind, data) in one transaction."""
+        for _, kind, _ in entries:
+            _required(kind=kind)
 
         async def run(session: AsyncSession) -> None:
-            ticket = await self._load(session, ticket_id)
-            self._event(session, ticket, self.actor, kind, self.now(), data)
+            ids = {ticket_id for ticket_id, _, _ in entries}
+            known = set(await session.scalars(select(Ticket.id).where(Ticket.id.in_(ids))))
+            if ids - known:
+                raise TicketNotFound(min(ids - known))
+            now = self.now()
+            session.add_all(TicketEvent(ticket_id=ticket_id, at=now, actor=self.actor,
+                                        kind=kind, data=_jsonable(data))
+                            for ticket_id, kind, data in entries)
 
         await self._in_transaction(run)
 
@@ -413,6 +488,23 @@ class TicketStore:
         (all of them if it never reopened)."""
         async with self._sessions() as session:
             return await self._cycle_events(session, ticket_id)
+
+    async def cycle_events_of(self, ticket_ids: Sequence[int]) -> dict[int, list[TicketEvent]]:
+        """`cycle_events` of many tickets, in two queries."""
+        ids = list(ticket_ids)
+        out: dict[int, list[TicketEvent]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        async with self._sessions() as session:
+            reopened = dict((await session.execute(
+                select(TicketEvent.ticket_id, func.max(TicketEvent.id)).where(
+                    TicketEvent.ticket_id.in_(ids), TicketEvent.kind == "reopened")
+                .group_by(TicketEvent.ticket_id))).all())
+            for ev in await session.scalars(select(TicketEvent).where(
+                    TicketEvent.ticket_id.in_(ids)).order_by(TicketEvent.id)):
+                if ev.id > reopened.get(ev.ticket_id, 0):
+                    out[ev.ticket_id].append(ev)
+        return out
 
     async def _cycle_events(self, session: AsyncSession, ticket_id: int,
                             kind: str | None = None) -> list[TicketEvent]:
@@ -437,7 +529,13 @@ class TicketStore:
             self._apply(session, ticket, action, actor, self.now(), data)
             return ticket
 
-        return await self._in_transaction(run)
+        ticket = await self._in_transaction(run)
+        for listener in self.listeners:
+            try:
+                listener(ticket, action)
+            except Exception:  # a metrics bug must not fail a committed change
+                log.exception("ticket listener failed")
+        return ticket
 
     def _apply(self, session: AsyncSession, ticket: Ticket, action: str, actor: str,
                now: datetime, data: dict[str, Any]) -> None:
@@ -458,9 +556,11 @@ class TicketStore:
                     {"from": previous, "to": target, **data})
 
     def _event(self, session: AsyncSession, ticket: Ticket, actor: str, kind: str,
-               now: datetime, data: dict[str, Any]) -> None:
-        session.add(TicketEvent(ticket_id=ticket.id, at=now, actor=actor, kind=kind,
-                                data=_jsonable(data)))
+               now: datetime, data: dict[str, Any]) -> TicketEvent:
+        event = TicketEvent(ticket_id=ticket.id, at=now, actor=actor, kind=kind,
+                            data=_jsonable(data))
+        session.add(event)
+        return event
 
     async def _load(self, session: AsyncSession, ticket_id: int) -> Ticket:
         ticket = await session.scalar(self._locking(select(Ticket).where(
@@ -484,6 +584,17 @@ class TicketStore:
                     raise
                 log.warning("ticket store busy (%s), retrying", exc)
         raise AssertionError("unreachable")
+
+    async def open_counts(self, agent_id: str | None = None
+                          ) -> list[tuple[str, int, str, int]]:
+        """(site, level, state, count) of the tickets that are not closed, of one agent's
+        (None: of all agents sharing the store)."""
+        query = select(Ticket.site, Ticket.level, Ticket.state, func.count(Ticket.id)).where(
+            Ticket.state != "closed").group_by(Ticket.site, Ticket.level, Ticket.state)
+        if agent_id is not None:
+            query = query.where(Ticket.agent_id == agent_id)
+        async with self._sessions() as session:
+            return [tuple(row) for row in (await session.execute(query)).all()]
 
     async def count(self, filters: TicketFilter | None = None) -> int:
         """Number of tickets matching the state/site filters (for metrics)."""
