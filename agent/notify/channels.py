@@ -3,7 +3,11 @@
 What apprise (2.2) covers and what is Vigil's own:
 
 - E-mail goes through apprise (`NotifyEmail`: SMTP, STARTTLS or TLS, login), run in a
-  worker thread because apprise is synchronous.
+  worker thread because apprise is synchronous. apprise checks the server's certificate and
+  host name against the system's CAs (`ssl.create_default_context()` in
+  apprise/plugins/email/smtp.py) unless the channel sets `verify_tls: false`. It catches SMTP
+  and TLS errors itself and logs the reason only at debug level, so `_AppriseReasons` keeps
+  the exception for the dead letter.
 - WeCom and DingTalk robots are Vigil's own small aiohttp posts, although apprise has
   `wecombot://` and `dingtalk://`. Measured on apprise 2.2: (1) both plugins count any HTTP
   200 as delivered, but these APIs answer 200 with `errcode` != 0 for a rejected message
@@ -24,6 +28,9 @@ import base64
 import hashlib
 import hmac
 import json
+import smtplib
+import ssl
+import sys
 import time
 import urllib.parse
 from typing import Any
@@ -47,6 +54,8 @@ WECOM_MAX_BYTES = 2048
 DINGTALK_MAX_BYTES = 20000
 # Robot errcodes that mean "too fast, try again later".
 RETRYABLE_ERRCODES = {45009, 130101}
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _EMAIL_MISMATCH, _IP_ADDRESS_MISMATCH
+X509_NAME_MISMATCH = {62, 63, 64}
 
 
 class DeliveryError(Exception):
@@ -205,6 +214,61 @@ def alertmanager_payload(receiver: str, rendered: Rendered, kind: Kind,
             "externalURL": "", "alerts": alerts}
 
 
+class _AppriseReasons:
+    """Stands in for apprise's logger on one `NotifyEmail` instance: passes every call on and
+    keeps the exception apprise was handling when it logged (apprise catches SMTP and TLS
+    errors inside `notify()`, returns False and writes the reason only to its debug log) and
+    the warnings, so that the dead letter can say why."""
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+        self.errors: list[BaseException] = []
+        self.warnings: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+    def _note(self) -> None:
+        exc = sys.exc_info()[1]
+        if exc is not None and exc not in self.errors:
+            self.errors.append(exc)
+
+    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._note()
+        self._logger.debug(msg, *args, stacklevel=kwargs.pop("stacklevel", 1) + 1, **kwargs)
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._note()
+        self.warnings.append(str(msg) % args if args else str(msg))
+        self._logger.warning(msg, *args, stacklevel=kwargs.pop("stacklevel", 1) + 1, **kwargs)
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self._note()
+        self.warnings.append(str(msg) % args if args else str(msg))
+        self._logger.error(msg, *args, stacklevel=kwargs.pop("stacklevel", 1) + 1, **kwargs)
+
+
+def smtp_failure(exc: BaseException) -> tuple[str, bool]:
+    """A reader's reason for an SMTP or TLS error, and whether trying again may help
+    (not for an untrusted certificate, a missing STARTTLS or a permanent 5xx answer such as
+    535 for a wrong password)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_code in X509_NAME_MISMATCH:
+            return (f"the server's certificate is not for this host ({exc.verify_message}): "
+                    "set `host` to a name the certificate is for"), False
+        return (f"the server's certificate is not trusted ({exc.verify_message}): add its "
+                "CA to the system's trusted CAs, or set verify_tls: false"), False
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) \
+            else str(exc.smtp_error)
+        what = "login refused" if isinstance(exc, smtplib.SMTPAuthenticationError) \
+            else "server answered"
+        return f"{what}: {exc.smtp_code} {text}", not 500 <= exc.smtp_code < 600
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return f"{exc} (security: starttls needs a server that offers STARTTLS)", False
+    return f"{type(exc).__name__}: {exc}", True
+
+
 class EmailSender(Sender):
     channel: EmailChannel
 
@@ -221,19 +285,34 @@ class EmailSender(Sender):
             password = secret(None, c.password_env)
         except LookupError as exc:
             raise DeliveryError(str(exc), retryable=False) from exc
+        if not ((password or "").isascii() and (c.user or "").isascii()):
+            # smtplib encodes AUTH PLAIN/LOGIN as ASCII and apprise does not catch the error
+            raise DeliveryError(f"the SMTP user or the password in {c.password_env} has "
+                                "non-ASCII characters, which SMTP login cannot send",
+                                retryable=False)
         mode = {"starttls": "starttls", "ssl": "ssl", "none": "insecure"}[c.security]
         try:
             plugin = NotifyEmail(
                 host=c.host, port=c.port, user=c.user, password=password,
                 secure=c.security != "none", smtp_host=c.host, from_addr=c.sender,
                 targets=list(c.to), secure_mode=mode, format=NotifyFormat.TEXT,
-                cto=c.timeout, rto=c.timeout)
+                verify=c.verify_tls, cto=c.timeout, rto=c.timeout)
         except (AppriseException, TypeError, ValueError) as exc:
             raise DeliveryError(f"bad e-mail settings: {exc}", retryable=False) from exc
-        if not plugin.notify(title=rendered.subject, body=rendered.body,
-                             body_format=NotifyFormat.TEXT):
-            raise DeliveryError(f"SMTP delivery to {c.host}:{c.port} failed (apprise; its "
-                                "log has the reason)", retryable=True)
+        reasons = _AppriseReasons(plugin.logger)
+        plugin.logger = reasons
+        if plugin.notify(title=rendered.subject, body=rendered.body,
+                         body_format=NotifyFormat.TEXT):
+            return
+        if reasons.errors:
+            reason, retryable = smtp_failure(reasons.errors[-1])
+        else:
+            reason = "; ".join(reasons.warnings) or "apprise gave no reason"
+            retryable = True
+        if password:
+            reason = reason.replace(password, "***")
+        raise DeliveryError(f"SMTP delivery to {c.host}:{c.port} failed: {reason}",
+                            retryable=retryable)
 
 
 def make_sender(channel: Channel, clock: Any = time.time) -> Sender:

@@ -126,6 +126,13 @@ class EmailChannel(ChannelBase):
     user: str | None = Field(None, description="SMTP login user; no login if unset.")
     password_env: str | None = Field(None, description="Environment variable holding the "
                                                        "SMTP password.")
+    verify_tls: bool = Field(
+        True, description="Check the server's certificate and host name (starttls, ssl) "
+                          "against the system's trusted CAs; a private CA goes into the "
+                          "system store (Debian: /usr/local/share/ca-certificates/, then "
+                          "update-ca-certificates). false accepts any certificate, so whoever "
+                          "can intercept the connection reads the password: only for a "
+                          "self-signed server on a network you trust.")
     sender: str = Field(..., alias="from", description="From address.")
     to: list[str] = Field(..., min_length=1, description="Recipient addresses.")
 
