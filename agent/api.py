@@ -10,7 +10,10 @@ POST   /api/v1/silences           {"matchers": [...], "ends_at": unix | "starts_
                                    "duration": "2h", "owner": ..., "reason": ...}
 DELETE /api/v1/silences/{id}      end a silence now
 GET    /api/v1/rules              loaded rules with how many faults each has
-Errors are JSON `{"error": "..."}` with status 400 (bad request) or 404 (unknown).
+Reading needs no token (it is what /metrics exports anyway); making or ending a silence needs
+`Authorization: Bearer TOKEN` of an engineer or technician (agent/auth.py), since a silence
+stops tickets from opening. Errors are JSON `{"error": "..."}` with status 400 (bad request),
+401 (no or unknown token), 403 (wrong role), 404 (unknown) or 429 (too many failed tokens).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from agent.auth import Authenticator
 from agent.validation import parse_duration
 from rules.faults import Fault
 from rules.silences import new_silence
@@ -31,7 +35,10 @@ if TYPE_CHECKING:
 MAX_BODY = 64 * 1024
 
 
-def add_routes(app: web.Application, agent_key: web.AppKey) -> None:
+SILENCE_ROLES = frozenset({"engineer", "technician"})
+
+
+def add_routes(app: web.Application, agent_key: web.AppKey, auth: Authenticator) -> None:
     def agent(request: web.Request) -> Agent:
         return request.app[agent_key]  # type: ignore[return-value]
 
@@ -119,8 +126,8 @@ def add_routes(app: web.Application, agent_key: web.AppKey) -> None:
     app.router.add_get("/api/v1/faults/history", history)
     app.router.add_get("/api/v1/faults/{key:.+}", one)
     app.router.add_get("/api/v1/silences", silences)
-    app.router.add_post("/api/v1/silences", add_silence)
-    app.router.add_delete("/api/v1/silences/{id}", end_silence)
+    app.router.add_post("/api/v1/silences", auth.require(SILENCE_ROLES)(add_silence))
+    app.router.add_delete("/api/v1/silences/{id}", auth.require(SILENCE_ROLES)(end_silence))
     app.router.add_get("/api/v1/rules", rules)
 
 

@@ -1,10 +1,13 @@
-"""What the `vigil` commands share: the --config option, loading it, plain-text tables."""
+"""What the `vigil` commands share: the --config option, loading it, plain-text tables, and
+calling the running agent's API (--url, --token)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,6 +19,51 @@ CONFIG_OPTION = click.option(
     default=DEFAULT_CONFIG, show_default=True,
     help="agent.yaml; the inventory, credentials and profile paths in it are relative to it. "
          "Also read from $VIGIL_CONFIG.")
+URL_OPTION = click.option("--url", metavar="URL", help="The agent's HTTP address (default: "
+                                                       "`listen` of agent.yaml).")
+TOKEN_OPTION = click.option(
+    "--token", envvar="VIGIL_TOKEN", metavar="TOKEN",
+    help="API token (`vigil tokens add`); also read from $VIGIL_TOKEN.")
+
+
+def _api(config_path: Path, url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    config = _load(config_path)
+    return f"http://{config.settings.listen}"
+
+
+def api_call(method: str, url: str, body: dict | None = None, token: str | None = None
+             ) -> Any:
+    """One request to the agent's API; an error answer or no answer ends the command with
+    the reason (exit 1, or 2 when the agent cannot be reached)."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except (ValueError, AttributeError):
+            message = exc.reason
+        click.echo(f"error ({exc.code}): {message}", err=True)
+        if exc.code == 401 and not token:
+            click.echo("give --token or set $VIGIL_TOKEN", err=True)
+        sys.exit(1)
+    except (urllib.error.URLError, OSError) as exc:
+        click.echo(f"error: cannot reach the agent at {url}: "
+                   f"{getattr(exc, 'reason', exc)} (is `vigil run` running?)", err=True)
+        sys.exit(2)
 
 
 

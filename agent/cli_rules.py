@@ -13,7 +13,7 @@ from typing import Any
 import click
 import yaml
 
-from agent.cli_common import CONFIG_OPTION, _load, _table
+from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api, _load, _table, api_call
 from agent.yamlfile import ConfigError, ConfigErrors
 from collectors.snmp.profile import load_profiles
 
@@ -85,39 +85,6 @@ def export_prometheus_rules_cmd(config_path: Path, output: Path | None) -> None:
         click.echo(f"warning: {line}", err=True)
 
 
-def _api(config_path: Path, url: str | None) -> str:
-    if url:
-        return url.rstrip("/")
-    config = _load(config_path)
-    return f"http://{config.settings.listen}"
-
-
-def _call(method: str, url: str, body: dict | None = None) -> Any:
-    import urllib.error
-    import urllib.request
-
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
-            message = exc.reason
-        click.echo(f"error: {message}", err=True)
-        sys.exit(1)
-    except (urllib.error.URLError, OSError) as exc:
-        click.echo(f"error: cannot reach the agent at {url}: "
-                   f"{getattr(exc, 'reason', exc)} (is `vigil run` running?)", err=True)
-        sys.exit(2)
-
-
-URL_OPTION = click.option("--url", metavar="URL", help="The agent's HTTP address (default: "
-                                                       "`listen` of agent.yaml).")
-
 
 def _when(ts: float | None) -> str:
     if not ts:
@@ -148,7 +115,7 @@ def faults(config_path: Path, url: str | None, key: str | None, state: str | Non
 
     base = _api(config_path, url)
     if key:
-        fault = _call("GET", f"{base}/api/v1/faults/{quote(key, safe='')}")
+        fault = api_call("GET", f"{base}/api/v1/faults/{quote(key, safe='')}")
         if as_json:
             click.echo(json.dumps(fault, ensure_ascii=False, indent=2))
             return
@@ -159,7 +126,7 @@ def faults(config_path: Path, url: str | None, key: str | None, state: str | Non
     if not show_all and not history:
         query["suppressed"] = "exclude"
     path = "/api/v1/faults/history" if history else "/api/v1/faults"
-    items = _call("GET", f"{base}{path}?{urlencode(query)}")
+    items = api_call("GET", f"{base}{path}?{urlencode(query)}")
     if as_json:
         click.echo(json.dumps(items, ensure_ascii=False, indent=2))
         return
@@ -220,13 +187,15 @@ def silence() -> None:
 @silence.command("add")
 @CONFIG_OPTION
 @URL_OPTION
+@TOKEN_OPTION
 @click.argument("matchers", nargs=-1, required=True)
 @click.option("--duration", "-d", help="How long, e.g. 2h (or give --end).")
 @click.option("--end", help="End time, YYYY-MM-DD HH:MM (local time).")
 @click.option("--start", help="Start time, YYYY-MM-DD HH:MM (default: now).")
 @click.option("--owner", "-o", required=True, help="Who does the work.")
 @click.option("--reason", "-r", required=True, help="What the work is.")
-def silence_add(config_path: Path, url: str | None, matchers: tuple[str, ...],
+def silence_add(config_path: Path, url: str | None, token: str | None,
+                matchers: tuple[str, ...],
                 duration: str | None, end: str | None, start: str | None, owner: str,
                 reason: str) -> None:
     """Silence faults matching every MATCHER (e.g. 'device="cam-01"', 'site=~"dh-.*"')."""
@@ -242,7 +211,7 @@ def silence_add(config_path: Path, url: str | None, matchers: tuple[str, ...],
         body["duration"] = duration
     if "ends_at" not in body and not duration:
         raise click.UsageError("give --duration or --end: a maintenance window has an end")
-    made = _call("POST", f"{_api(config_path, url)}/api/v1/silences", body)
+    made = api_call("POST", f"{_api(config_path, url)}/api/v1/silences", body, token)
     click.echo(f"silence {made['id']} until {_when(made['ends_at'])}: "
                f"{' '.join(made['matchers'])}")
 
@@ -252,7 +221,7 @@ def silence_add(config_path: Path, url: str | None, matchers: tuple[str, ...],
 @URL_OPTION
 def silence_list(config_path: Path, url: str | None) -> None:
     """Silences, active and recently ended."""
-    items = _call("GET", f"{_api(config_path, url)}/api/v1/silences")
+    items = api_call("GET", f"{_api(config_path, url)}/api/v1/silences")
     if not items:
         click.echo("no silences")
         return
@@ -266,10 +235,12 @@ def silence_list(config_path: Path, url: str | None) -> None:
 @silence.command("expire")
 @CONFIG_OPTION
 @URL_OPTION
+@TOKEN_OPTION
 @click.argument("silence_id")
-def silence_expire(config_path: Path, url: str | None, silence_id: str) -> None:
+def silence_expire(config_path: Path, url: str | None, token: str | None,
+                   silence_id: str) -> None:
     """End a silence now."""
-    _call("DELETE", f"{_api(config_path, url)}/api/v1/silences/{silence_id}")
+    api_call("DELETE", f"{_api(config_path, url)}/api/v1/silences/{silence_id}", token=token)
     click.echo(f"silence {silence_id} ended")
 
 

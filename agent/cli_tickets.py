@@ -14,48 +14,13 @@ from typing import Any
 
 import click
 
-from agent.cli_common import CONFIG_OPTION, _table
-from agent.cli_rules import URL_OPTION, _api
+from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api, _table, api_call
 from agent.tickets.models import CAUSES
 
-TOKEN_OPTION = click.option(
-    "--token", envvar="VIGIL_TOKEN", metavar="TOKEN",
-    help="API token (`vigil tokens add`); also read from $VIGIL_TOKEN.")
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 STATE_ZH = {"open": "待响应", "acknowledged": "已响应", "diagnosed": "已诊断",
             "repairing": "维修中", "resolved": "已修复", "confirmed": "已确认", "closed": "已关闭",
             "reopened": "重新打开"}
-
-
-def _request(method: str, url: str, token: str | None, body: dict | None = None) -> Any:
-    import urllib.error
-    import urllib.request
-
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None
-    if body is not None:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            payload = json.loads(exc.read())
-            message = payload.get("error", exc.reason)
-        except (ValueError, AttributeError):
-            payload, message = {}, exc.reason
-        click.echo(f"error ({exc.code}): {message}", err=True)
-        if exc.code == 401 and not token:
-            click.echo("give --token or set $VIGIL_TOKEN", err=True)
-        sys.exit(1)
-    except (urllib.error.URLError, OSError) as exc:
-        click.echo(f"error: cannot reach the agent at {url}: "
-                   f"{getattr(exc, 'reason', exc)} (is `vigil run` running?)", err=True)
-        sys.exit(2)
 
 
 def _when(iso: str | None) -> str:
@@ -69,8 +34,8 @@ class _Ctx:
         self.config_path, self.url, self.token = config_path, url, token
 
     def call(self, method: str, path: str, body: dict | None = None) -> Any:
-        return _request(method, f"{_api(self.config_path, self.url)}/api/v1/tickets{path}",
-                        self.token, body)
+        return api_call(method, f"{_api(self.config_path, self.url)}/api/v1/tickets{path}",
+                        body, self.token)
 
 
 @click.group()

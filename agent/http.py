@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api import add_routes
-from agent.auth import Users
+from agent.auth import Authenticator, Users
 from agent.tickets_api import add_ticket_routes
 
 if TYPE_CHECKING:
@@ -38,13 +38,14 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_get("/evidence/{device}", _evidence_list)
     app.router.add_get("/evidence/{device}/{name}", _evidence_file)
     app.router.add_get("/", _index)
-    add_routes(app, AGENT_KEY)
     settings = agent.config.settings
     tokens = Path(settings.tickets.tokens)
     if not tokens.is_absolute():
         tokens = agent.config.path.parent / tokens
+    auth = Authenticator(Users.from_file(tokens))  # one failure limiter for every route
+    add_routes(app, AGENT_KEY, auth)
     add_ticket_routes(app, lambda: agent.tickets.store if agent.tickets is not None
-                      and agent.tickets.ready else None, Users.from_file(tokens))
+                      and agent.tickets.ready else None, auth)
     return app
 
 

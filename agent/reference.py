@@ -181,6 +181,27 @@ def metrics_reference() -> str:
              "| `vigil_alertmanager_alerts_sent_total`, `vigil_alertmanager_errors_total`, "
              "`vigil_alertmanager_up` | | forwarding to each Alertmanager URL |",
              "",
+             "## Tickets and notifications (agent/ticket_metrics.py, agent/notify)\n",
+             "| metric | type | meaning |", "|---|---|---|",
+             "| `vigil_tickets` | gauge | tickets of this agent that are not closed, by site, "
+             "level and state (counted at each escalation check) |",
+             "| `vigil_ticket_store_up` | gauge | 1 if the ticket store is open and its last "
+             "read worked |",
+             "| `vigil_ticket_escalations_total` | counter | escalations recorded, by breach "
+             "(response, repair) and the new level |",
+             "| `vigil_ticket_time_to_acknowledge_seconds` | histogram | opening (or "
+             "reopening) → acknowledgement, by level |",
+             "| `vigil_ticket_time_to_repair_seconds` | histogram | opening (or reopening) → "
+             "repair recorded, by level |",
+             "| `vigil_notifications_sent_total` | counter | messages delivered, by channel (a "
+             "storm message counts once) |",
+             "| `vigil_notification_failures_total` | counter | failed delivery attempts, by "
+             "channel |",
+             "| `vigil_notifications_dead_lettered_total` | counter | messages that never got "
+             "through, by channel (see the dead-letter file) |",
+             "| `vigil_notification_storms_total` | counter | storm messages sent in place of "
+             "many single ones, by channel |",
+             "",
              "## Device metrics (from profiles)\n",
              "| metric | type | meaning |", "|---|---|---|"]
     vocabulary = load_vocabulary()

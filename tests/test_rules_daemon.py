@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.auth import add_user
 from agent.demo.snmprec import INTEGER, Records
 from tests import peers
 from tests.test_daemon import Daemon
@@ -81,13 +83,16 @@ def site(tmp_path_factory):
             f"  - {{id: sw-1, kind: switch, site: lab, address: 127.0.0.1, port: "
             f"{access_port}, credentials: sw-1, powered_by: {{ups: ups-1}}}}\n" + cams)
         port = peers.free_port(socket.SOCK_STREAM)
+        token = add_user(work / "tokens.yaml", "zhang.eng", "engineer")
+        viewer = add_user(work / "tokens.yaml", "guest", "viewer")
         (work / "agent.yaml").write_text(
             f"agent: {{id: test}}\nlisten: 127.0.0.1:{port}\nstate_dir: state\n"
             f"schedule: {{default_interval: 3s}}\nsnmp: {{timeout: 500ms, retries: 1}}\n"
             f"rules: {{files: ['{ROOT}/config/rules/*.yaml'], interval: 1s}}\n"
             f"alertmanager: {{urls: ['{am}'], resend_interval: 5s}}\n")
         ctx = {"daemon": Daemon(work / "agent.yaml"), "am": am, "work": work,
-               "on_battery_at": on_battery_at, "sim": sim, "access_port": access_port}
+               "on_battery_at": on_battery_at, "sim": sim, "access_port": access_port,
+               "token": token, "viewer": viewer}
         try:
             peers.wait_http(ctx["daemon"].url + "/-/ready")
             yield ctx
@@ -165,9 +170,15 @@ def test_dead_switch_is_one_root_fault_and_recovery_resolves_all(site):
 
 def test_silence_from_the_command_line(site):
     daemon = site["daemon"]
-    out = subprocess.run([*VIGIL, "silence", "add", "--url", daemon.url, 'device="ups-1"',
-                          "--duration", "10m", "--owner", "张工", "--reason", "更换电池"],
-                         capture_output=True, text=True)
+    add = [*VIGIL, "silence", "add", "--url", daemon.url, 'device="ups-1"', "--duration",
+           "10m", "--owner", "张工", "--reason", "更换电池"]
+    for token, refusal in ((None, "(401)"), (site["viewer"], "(403)")):
+        env = {k: v for k, v in os.environ.items() if k != "VIGIL_TOKEN"}
+        refused = subprocess.run([*add, *(["--token", token] if token else [])],
+                                 capture_output=True, text=True, env=env)
+        assert refused.returncode == 1 and refusal in refused.stderr, refused.stderr
+    assert _get(f"{daemon.url}/api/v1/silences") == []
+    out = subprocess.run([*add, "--token", site["token"]], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     daemon.wait_for(lambda: faults(daemon).get("UpsOnBattery:ups-1", {}).get("suppressed")
                     == "silenced", timeout=20, what="the UPS fault silenced")
@@ -177,10 +188,11 @@ def test_silence_from_the_command_line(site):
     silence_id = listed.splitlines()[1].split()[0]
     bad = subprocess.run([*VIGIL, "silence", "add", "--url", daemon.url, 'device="ups-1"',
                           "--duration", "1h", "--owner", "", "--reason", "x"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env={**os.environ,
+                                                              "VIGIL_TOKEN": site["token"]})
     assert bad.returncode == 1 and "owner" in bad.stderr
-    subprocess.run([*VIGIL, "silence", "expire", "--url", daemon.url, silence_id], check=True,
-                   capture_output=True)
+    subprocess.run([*VIGIL, "silence", "expire", "--url", daemon.url, "--token", site["token"],
+                    silence_id], check=True, capture_output=True)
     daemon.wait_for(lambda: not faults(daemon).get("UpsOnBattery:ups-1", {}).get(
         "suppressed"), timeout=20, what="the silence over")
 
