@@ -1080,8 +1080,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import psycopg
 
+        out["load_average_start"] = os.getloadavg()
         say(f"Vigil tickets benchmark: python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-            f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), work dir {work}")
+            f"psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), load average "
+            f"{out['load_average_start'][0]:.1f}, work dir {work}")
         receiver = Receiver(work)
         say(f"  webhook receiver: pid {receiver.proc.pid} on 127.0.0.1:{receiver.port}")
         for backend in args.backends:
@@ -1110,6 +1112,7 @@ def main(argv: list[str] | None = None) -> int:
                                             receiver.port, args.faults, "127.0.0.1:9830"))
             out["profile"] = profile_storm(config, args, receiver)
         out["receiver_cpu_s"] = receiver.cpu()
+        out["load_average_end"] = os.getloadavg()
         out["peak_rss_mb"] = proc_status_kb(os.getpid(), "VmHWM") / 1024
     except KeyboardInterrupt:
         say("\ninterrupted: stopping everything started")
@@ -1123,7 +1126,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     report(out, args, argv)
     say(f"\nbench process peak RSS {out['peak_rss_mb']:.0f} MB; receiver CPU "
-        f"{out['receiver_cpu_s']:.1f} s; total time {time.time() - started:.0f}s, "
+        f"{out['receiver_cpu_s']:.1f} s; load average {out['load_average_start'][0]:.1f} at "
+        f"the start, {out['load_average_end'][0]:.1f} at the end (1 min; "
+        f"{os.cpu_count()} CPUs); total time {time.time() - started:.0f}s, "
         f"{cpu_seconds() - c0:.0f} CPU s (this process)")
     if args.json:
         for v in out["backends"].values():
