@@ -11,8 +11,10 @@ and `reopen` from resolved, confirmed or closed. A fault that resolves by itself
 nothing: `fault_resolved()` only records it on the timeline; the repair must be recorded
 (`resolve`, with its cause category) and the owner must confirm it.
 
-SQLite: WAL, a busy timeout, and every transaction starts with BEGIN IMMEDIATE, so writers
-queue on the database's write lock instead of failing on a read-to-write upgrade.
+SQLite: WAL, a busy timeout, and every writing transaction starts with BEGIN IMMEDIATE, so
+writers queue on the database's write lock instead of failing on a read-to-write upgrade;
+reads go through a second engine whose transactions begin deferred (in WAL a reader sees a
+snapshot and never waits for the writer).
 PostgreSQL: a transition locks its ticket row (SELECT ... FOR UPDATE).
 """
 
@@ -172,9 +174,13 @@ class TicketStore:
         self.migrate = migrate
         self.sqlite = self.url.get_backend_name() == "sqlite"
         self.engine: AsyncEngine = create_async_engine(self.url)
-        if self.sqlite:
-            _sqlite_setup(self.engine, busy_timeout)
+        self._reader_engine = self.engine
+        if self.sqlite:  # readers begin deferred: in WAL they never wait for the writer
+            self._reader_engine = create_async_engine(self.url)
+            _sqlite_setup(self.engine, busy_timeout, "BEGIN IMMEDIATE")
+            _sqlite_setup(self._reader_engine, busy_timeout, "BEGIN")
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = async_sessionmaker(self._reader_engine, expire_on_commit=False)
         self.listeners: list[Callable[[Ticket, str], Any]] = []
         """Called with (ticket, action) after a lifecycle change is committed (metrics)."""
 
@@ -186,6 +192,8 @@ class TicketStore:
     async def dispose(self) -> None:
         """Close the database connections."""
         await self.engine.dispose()
+        if self._reader_engine is not self.engine:
+            await self._reader_engine.dispose()
 
     async def __aenter__(self) -> TicketStore:
         await self.start()
@@ -207,7 +215,7 @@ class TicketStore:
     # -- reading ----------------------------------------------------------------------------
 
     async def get(self, ticket_id: int) -> Ticket:
-        async with self._sessions() as session:
+        async with self._readers() as session:
             ticket = await session.get(Ticket, ticket_id)
         if ticket is None:
             raise TicketNotFound(ticket_id)
@@ -215,13 +223,13 @@ class TicketStore:
 
     async def find_open(self, fault_key: str) -> Ticket | None:
         """The ticket of `fault_key` that is not closed, if any."""
-        async with self._sessions() as session:
+        async with self._readers() as session:
             return await session.scalar(select(Ticket).where(
                 Ticket.fault_key == fault_key, Ticket.state != "closed"))
 
     async def open_keys(self, fault_keys: Sequence[str]) -> set[str]:
         """Those of `fault_keys` that have a ticket that is not closed."""
-        async with self._sessions() as session:
+        async with self._readers() as session:
             return set(await session.scalars(select(Ticket.fault_key).where(
                 Ticket.fault_key.in_(list(fault_keys)), Ticket.state != "closed")))
 
@@ -248,11 +256,11 @@ class TicketStore:
         if f.opened_before is not None:
             query = query.where(Ticket.opened_at < f.opened_before)
         query = query.order_by(Ticket.id).limit(max(0, f.limit)).offset(max(0, f.offset))
-        async with self._sessions() as session:
+        async with self._readers() as session:
             return list((await session.scalars(query)).all())
 
     async def timeline(self, ticket_id: int) -> list[TicketEvent]:
-        async with self._sessions() as session:
+        async with self._readers() as session:
             if await session.get(Ticket, ticket_id) is None:
                 raise TicketNotFound(ticket_id)
             rows = await session.scalars(select(TicketEvent).where(
@@ -486,7 +494,7 @@ class TicketStore:
     async def cycle_events(self, ticket_id: int) -> list[TicketEvent]:
         """The timeline of the ticket's current cycle: the events after its latest reopening
         (all of them if it never reopened)."""
-        async with self._sessions() as session:
+        async with self._readers() as session:
             return await self._cycle_events(session, ticket_id)
 
     async def cycle_events_of(self, ticket_ids: Sequence[int]) -> dict[int, list[TicketEvent]]:
@@ -495,7 +503,7 @@ class TicketStore:
         out: dict[int, list[TicketEvent]] = {i: [] for i in ids}
         if not ids:
             return out
-        async with self._sessions() as session:
+        async with self._readers() as session:
             reopened = dict((await session.execute(
                 select(TicketEvent.ticket_id, func.max(TicketEvent.id)).where(
                     TicketEvent.ticket_id.in_(ids), TicketEvent.kind == "reopened")
@@ -593,7 +601,7 @@ class TicketStore:
             Ticket.state != "closed").group_by(Ticket.site, Ticket.level, Ticket.state)
         if agent_id is not None:
             query = query.where(Ticket.agent_id == agent_id)
-        async with self._sessions() as session:
+        async with self._readers() as session:
             return [tuple(row) for row in (await session.execute(query)).all()]
 
     async def count(self, filters: TicketFilter | None = None) -> int:
@@ -606,7 +614,7 @@ class TicketStore:
             query = query.where(Ticket.state != "closed")
         if f.fault_key is not None:
             query = query.where(Ticket.fault_key == f.fault_key)
-        async with self._sessions() as session:
+        async with self._readers() as session:
             return int(await session.scalar(query) or 0)
 
 
@@ -629,7 +637,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _sqlite_setup(engine: AsyncEngine, busy_timeout: float) -> None:
+def _sqlite_setup(engine: AsyncEngine, busy_timeout: float, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None  # transactions are begun explicitly below
@@ -641,4 +649,4 @@ def _sqlite_setup(engine: AsyncEngine, busy_timeout: float) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
