@@ -252,7 +252,8 @@ class Tickets(Strict):
         "tokens.yaml",
         description="API users (name, role, SHA-256 of the token; `vigil tokens add NAME "
                     "--role ROLE --file FILE` makes one), relative to agent.yaml, re-read "
-                    "when it changes. Absent: nobody may change a ticket or a silence over the API.")
+                    "when it changes. Absent: nobody may change a ticket or a silence over "
+                    "the API.")
     link_base: str = Field(
         "",
         description="Base URL put in messages as the ticket's link (`<link_base>/tickets/"

@@ -69,7 +69,7 @@ class _Outgoing:
     kind: str
     seq: int
     channels: list[str]
-    due: float  # the notifier has sent it once a flush started at or after this time
+    waiting: set[str]  # channels whose delivery is not over yet
 
 
 class TicketRunner:
@@ -78,6 +78,7 @@ class TicketRunner:
                  metrics: TicketMetrics | None = None) -> None:
         self.store = store
         self.metrics = metrics
+        notifier.on_done = self._delivered
         if metrics is not None:
             store.listeners.append(metrics.changed)
         self.notifier = notifier
@@ -317,17 +318,20 @@ class TicketRunner:
             device_name=device.name if device else "", level=level,
             what_zh=ticket.title_zh or ticket.title_en, what_en=ticket.title_en,
             since=since, deadline=due, link=f"{base}/tickets/{ticket.id}", at=self.clock())
+        self._outgoing[key] = _Outgoing(ticket.id, kind, seq, channels, set(channels))
         self.notifier.submit(message, channels)
-        window = max(self.notifier.channels[c].storm_window for c in channels)
-        self._outgoing[key] = _Outgoing(ticket.id, kind, seq, channels, self.clock() + window)
+
+    def _delivered(self, message: Message, channel: str) -> None:
+        """The notifier is done with `message` on `channel` (delivered or dead-lettered)."""
+        out = self._outgoing.get((int(message.ticket), message.kind, message.seq))
+        if out is not None:
+            out.waiting.discard(channel)
 
     async def flush(self, force: bool = False) -> None:
-        """Send what is due; mark what was delivered (or dead-lettered) as `notified`, in
-        one transaction."""
-        started = self.clock()
+        """Send what is due (everything if `force`); mark each message whose deliveries are
+        all over as `notified`, in one transaction."""
         await self.notifier.flush(force)
-        sent = {key: out for key, out in self._outgoing.items()
-                if force or out.due <= started}
+        sent = {key: out for key, out in self._outgoing.items() if not out.waiting}
         if not sent:
             return
         try:

@@ -174,11 +174,6 @@ def test_kill_9_during_a_fault_storm_postgresql(tmp_path: Path) -> None:
         check(report, url, tmp_path, PG_ROUNDS)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/ticketing.py TicketRunner.close() cancels the loop while its flush is delivering "
-    "(here: waiting to retry a refused post), then flush(force=True) marks every outbox "
-    "entry `notified`, including the messages of the cancelled delivery: they are never "
-    "sent again"))
 @pytest.mark.timeout(120)
 def test_sigterm_while_a_delivery_is_retried_loses_nothing(tmp_path: Path) -> None:
     """A graceful stop (SIGTERM: systemctl stop/restart) while the receiver is refusing
@@ -234,11 +229,6 @@ levels:
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/notify/notifier.py Notifier.submit keeps one message per (fault key, kind) in a "
-    "channel's storm window, so of two escalations of one ticket due in the same check (after "
-    "a restart, or a long store outage) to tiers sharing a channel, only the last is sent; "
-    "agent/ticketing.py marks both `notified`"))
 async def test_two_escalations_due_at_once_to_a_shared_channel_are_both_sent(tmp_path: Path):
     """Catching up after a restart: two breaches of one ticket at once, team lead and
     contractor manager on one group chat. Each escalation must reach it."""

@@ -198,7 +198,7 @@ def alertmanager_payload(receiver: str, rendered: Rendered, kind: Kind,
             "annotations": {"summary": m.what_zh, "summary_en": m.what_en,
                             "site_name": m.site_name, "device_name": m.device_name,
                             "deadline": m.deadline.isoformat() if m.deadline else "",
-                            "vigil_event": m.kind},
+                            "vigil_event": m.kind, "vigil_seq": str(m.seq)},
             "startsAt": alert_time(starts),
             "endsAt": alert_time(max(m.at, starts)) if m.kind == "resolved"
             else "0001-01-01T00:00:00Z",

@@ -12,6 +12,9 @@ due. Per channel:
   `max_backoff`) for retryable failures (no answer, timeout, 5xx, 429, robot "too fast").
 - dead letters: a delivery that never got through goes to the dead-letter sink, an injectable
   callable (`MemoryDeadLetters`, `JsonlDeadLetters`, or the ticket store's).
+- `on_done(message, channel)` is called once a message's delivery on a channel is over
+  (delivered, or dead-lettered); a delivery cut short (the agent stopping) never calls it,
+  so the caller's outbox sends that message again after the restart.
 
 Clock and sleeper are injected, so tests advance time instead of sleeping.
 """
@@ -117,7 +120,7 @@ class TokenBucket:
 @dataclass
 class _Group:
     first_at: float
-    messages: dict[tuple[str, str], Message] = field(default_factory=dict)
+    messages: dict[tuple[str, str, int], Message] = field(default_factory=dict)
 
 
 class _Metrics:
@@ -145,7 +148,8 @@ class Notifier:
                  clock: Clock = time.time, sleep: Sleeper = asyncio.sleep,
                  renderer: Renderer | None = None,
                  registry: CollectorRegistry | None = None,
-                 senders: dict[str, Sender] | None = None) -> None:
+                 senders: dict[str, Sender] | None = None,
+                 on_done: Callable[[Message, str], Any] | None = None) -> None:
         names = [c.name for c in channels]
         if len(set(names)) != len(names):
             raise ValueError(f"channel names must be unique: {names}")
@@ -159,10 +163,11 @@ class Notifier:
         self._groups: dict[tuple[str, Kind], _Group] = {}
         self._locks = {c.name: asyncio.Lock() for c in channels}
         self._metrics = _Metrics(registry, names) if registry else None
+        self.on_done = on_done
 
     def submit(self, message: Message, channels: list[str] | None = None) -> None:
-        """Queue `message` for `channels` (all if None). A repeat of the same fault key and
-        kind within the window replaces the earlier one."""
+        """Queue `message` for `channels` (all if None). A repeat of the same fault key, kind
+        and seq within the window replaces the earlier one."""
         if not message.at:
             message = message.model_copy(update={"at": self.clock()})
         for name in channels if channels is not None else list(self.channels):
@@ -170,7 +175,7 @@ class Notifier:
                 log.error("notification for unknown channel %r dropped: %s", name, message.key)
                 continue
             group = self._groups.setdefault((name, message.kind), _Group(self.clock()))
-            group.messages[(message.key, message.kind)] = message
+            group.messages[(message.key, message.kind, message.seq)] = message
 
     def pending(self) -> int:
         return sum(len(g.messages) for g in self._groups.values())
@@ -244,6 +249,7 @@ class Notifier:
                 break
             if self._metrics:
                 self._metrics.sent.labels(channel.name).inc()
+            self._done(messages, channel.name)
             return True
         letter = DeadLetter(at=self.clock(), channel=channel.name, type=channel.type,
                             kind="storm" if storm else kind, subject=rendered.subject,
@@ -258,4 +264,14 @@ class Notifier:
         except Exception:
             log.exception("dead letter for %s could not be recorded: %s", channel.name,
                           letter.to_json())
+        self._done(messages, channel.name)
         return False
+
+    def _done(self, messages: list[Message], channel: str) -> None:
+        if self.on_done is None:
+            return
+        for message in messages:
+            try:
+                self.on_done(message, channel)
+            except Exception:  # the caller's bookkeeping must not stop the deliveries
+                log.exception("on_done failed for %s", message.key)
