@@ -21,6 +21,7 @@ PostgreSQL: a transition locks its ticket row (SELECT ... FOR UPDATE).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -181,6 +182,8 @@ class TicketStore:
             _sqlite_setup(self._reader_engine, busy_timeout, "BEGIN")
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._readers = async_sessionmaker(self._reader_engine, expire_on_commit=False)
+        self._turn: contextlib.AbstractAsyncContextManager[Any] = \
+            asyncio.Lock() if self.sqlite else contextlib.nullcontext()
         self.listeners: list[Callable[[Ticket, str], Any]] = []
         """Called with (ticket, action) after a lifecycle change is committed (metrics)."""
 
@@ -582,10 +585,12 @@ class TicketStore:
 
     async def _in_transaction(self, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
         """Run `work` in one transaction; SQLite 'database is locked' past the busy timeout
-        is retried a few times (IntegrityError and the store's own errors are not)."""
+        is retried a few times (IntegrityError and the store's own errors are not). On
+        SQLite this process's writers take turns (FIFO) before asking for the database's
+        lock, instead of all polling SQLite's busy handler, whose sleeps make the tail."""
         for attempt in range(3):
             try:
-                async with self._sessions() as session, session.begin():
+                async with self._turn, self._sessions() as session, session.begin():
                     return await work(session)
             except OperationalError as exc:
                 if not self.sqlite or "locked" not in str(exc) or attempt == 2:
