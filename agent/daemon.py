@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from collectors.snmp.collector import SnmpCollector
 from collectors.snmp.engine import Engine, make_engine
 
 log = logging.getLogger("vigil")
+STOP_STAGE = 10.0  # seconds each stage of a stop may take
 
 
 def _version() -> str:
@@ -195,20 +196,42 @@ class Agent:
         task.add_done_callback(self._background.discard)
 
     async def stop(self) -> None:
+        """Stop in stages, each bounded by STOP_STAGE seconds: a stage that hangs is logged
+        with what is still running and the stop goes on (systemd would kill us anyway)."""
         self.ready = False
         self.scheduler.shutdown()
-        await self.rules.close()
-        if self.tickets is not None:
-            await self.tickets.close()
-        await self.events.close()
-        if self.runner is not None:
-            await self.runner.cleanup()
         for task in list(self._background):
             task.cancel()
-        for name, collector in self.collectors.items():
-            if name != "snmp":
-                await collector.close()
-        await self.engine.close()
+        stages: list[tuple[str, Callable[[], Awaitable[Any]]]] = [("rules", self.rules.close)]
+        if self.tickets is not None:
+            stages.append(("tickets", self.tickets.close))
+        stages += [("events", self.events.close)]
+        if self.runner is not None:
+            stages.append(("http", self.runner.cleanup))
+        stages += [(f"collector {name}", collector.close)
+                   for name, collector in self.collectors.items() if name != "snmp"]
+        stages.append(("snmp engine", self.engine.close))
+        for name, stage in stages:
+            try:
+                await asyncio.wait_for(stage(), STOP_STAGE)
+            except TimeoutError:
+                log.error("stopping: %s did not finish within %gs; going on. Still "
+                          "running:\n%s", name, STOP_STAGE, _running_tasks())
+            except Exception:
+                log.exception("stopping: %s failed; going on", name)
+
+
+def _running_tasks() -> str:
+    """Where each task of the loop waits (for a stop that hangs)."""
+    lines = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        frames = task.get_stack(limit=4)
+        where = " <- ".join(f"{f.f_code.co_name} ({Path(f.f_code.co_filename).name}:"
+                            f"{f.f_lineno})" for f in reversed(frames))
+        lines.append(f"  {task.get_name()}: {where or task.get_coro()!r}")
+    return "\n".join(lines) or "  (no task)"
 
 
 def _ticket_runner(config: Config, registry: CollectorRegistry,

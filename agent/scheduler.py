@@ -34,6 +34,15 @@ log = logging.getLogger("vigil.scheduler")
 JOB_RETRY = 5.0  # seconds between looks at a plan that has nothing to poll yet
 
 
+class _CancelledAtStop(logging.Filter):
+    """APScheduler's executor logs "Error running job" with a CancelledError for a poll task
+    cancelled by the agent's stop before it began; a stop is not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
 class Collector(Protocol):
     async def poll(self, job: Any) -> PollResult: ...
 
@@ -52,6 +61,9 @@ class PollScheduler:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        executor_log = logging.getLogger("apscheduler.executors.default")
+        if not any(isinstance(f, _CancelledAtStop) for f in executor_log.filters):
+            executor_log.addFilter(_CancelledAtStop())
 
     def _skipped(self, event: JobExecutionEvent) -> None:
         self.metrics.skipped.inc()

@@ -404,23 +404,15 @@ def received_stats(received: list[tuple[str, dict]]) -> dict[str, int]:
 
 
 def tracebacks(log: Path) -> list[str]:
-    """Each traceback in an agent log, with the log line that introduced it, except the
-    expected one: APScheduler logging a poll cancelled by the stop ("Error running job ...
-    CancelledError" after "vigil: stopping"), which is noise of agent/scheduler.py's
-    shutdown, not of the ticket stage."""
+    """Each traceback in an agent log, with the log line that introduced it (a stop, too,
+    must log none: agent/scheduler.py keeps APScheduler from logging polls it cancels)."""
     lines = log.read_text(errors="replace").splitlines()
     out = []
-    stopping = False
     for i, line in enumerate(lines):
-        stopping = stopping or "INFO vigil: stopping" in line
         if line.startswith("Traceback"):
             end = i + 1
             while end < len(lines) and (lines[end].startswith((" ", "\t"))
                                         or not lines[end][:4].isdigit()):
                 end += 1
-            intro, last = lines[max(0, i - 1)], lines[end - 1]
-            if stopping and "apscheduler" in intro and "Error running job" in intro \
-                    and last.strip() == "asyncio.exceptions.CancelledError":
-                continue
             out.append("\n".join(lines[max(0, i - 1):end]))
     return out
