@@ -43,7 +43,8 @@ def program(name: str, *extra_dirs: str) -> str:
 
 DEBIAN_PACKAGE = {"snmpd": "snmpd", "snmpget": "snmp", "snmpbulkget": "snmp",
                   "prometheus": "prometheus", "promtool": "prometheus",
-                  "snmptrap": "snmp", "snmptrapd": "snmptrapd"}
+                  "snmptrap": "snmp", "snmptrapd": "snmptrapd", "pdftotext": "poppler-utils",
+                  "pdftoppm": "poppler-utils", "pdffonts": "poppler-utils"}
 
 
 def recordings() -> Path:

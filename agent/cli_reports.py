@@ -1,0 +1,97 @@
+"""`vigil report ...`: reports fetched from the running agent's API and written to a file.
+
+Exit status: 0 written, 1 the API refused (its reason is printed) or the file could not be
+written, 2 the agent is unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlencode
+
+import click
+
+from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api
+
+FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["html", "pdf", "xlsx"]),
+                             default="pdf", show_default=True)
+LANG_OPTION = click.option("--lang", type=click.Choice(["zh", "en"]), default="zh",
+                           show_default=True)
+OUTPUT_OPTION = click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: the report's own name, in the current directory).")
+
+
+def download(url: str, token: str | None) -> tuple[bytes, str]:
+    """GET a binary answer from the agent: (body, suggested file name). Errors end the
+    command like `api_call` (exit 1 with the API's reason, 2 when unreachable)."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.read(), _filename(response.headers.get("Content-Disposition", ""))
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except (ValueError, AttributeError):
+            message = exc.reason
+        click.echo(f"error ({exc.code}): {message}", err=True)
+        if exc.code == 401 and not token:
+            click.echo("give --token or set $VIGIL_TOKEN", err=True)
+        sys.exit(1)
+    except (urllib.error.URLError, OSError) as exc:
+        click.echo(f"error: cannot reach the agent at {url}: "
+                   f"{getattr(exc, 'reason', exc)} (is `vigil run` running?)", err=True)
+        sys.exit(2)
+
+
+def _filename(disposition: str) -> str:
+    """The UTF-8 `filename*` of a Content-Disposition, else its plain `filename`; never a
+    path (the server's name must not choose the directory)."""
+    found = re.search(r"filename\*=UTF-8''([^;\s]+)", disposition, re.IGNORECASE)
+    name = unquote(found.group(1)) if found else \
+        (re.findall(r'filename="([^"]*)"', disposition) or [""])[0]
+    return Path(name.replace("\\", "/")).name
+
+
+@click.group("report")
+@CONFIG_OPTION
+@URL_OPTION
+@TOKEN_OPTION
+@click.pass_context
+def report(ctx: click.Context, config_path: Path, url: str | None, token: str | None) -> None:
+    """Reports as HTML, PDF or XLSX (Chinese by default, --lang en for English)."""
+    ctx.obj = {"config_path": config_path, "url": url, "token": token}
+
+
+@report.command("ticket")
+@click.argument("ticket_id", type=click.IntRange(1))
+@FORMAT_OPTION
+@LANG_OPTION
+@OUTPUT_OPTION
+@click.pass_obj
+def ticket(obj: dict[str, Any], ticket_id: int, fmt: str, lang: str,
+           output: Path | None) -> None:
+    """The diagnosis and maintenance report of one ticket (故障诊断与维修报告): scene
+    record, handling log, time limits, diagnosis, repair, test after repair, the owner's
+    confirmation."""
+    base = _api(obj["config_path"], obj["url"])
+    query = urlencode({"format": fmt, "lang": lang})
+    body, name = download(f"{base}/api/v1/reports/tickets/{ticket_id}?{query}", obj["token"])
+    path = output or Path(name or f"ticket-{ticket_id}.{fmt}")
+    try:
+        path.write_bytes(body)
+    except OSError as exc:
+        click.echo(f"error: cannot write {path}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{path} ({len(body):,} bytes)")
+
+
+REPORT_COMMANDS = [report]
