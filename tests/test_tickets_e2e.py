@@ -243,6 +243,14 @@ async def test_ups_on_battery_ticket_escalates_once_and_closes_with_the_owner(
                        {"breach": "response", "to_level": "1"}) == 1
         assert metrics("vigil_ticket_time_to_acknowledge_seconds_count", {"level": "1"}) == 1
         assert metrics("vigil_notifications_sent_total", {"channel": "email-team-lead"}) == 1
+
+        # 5. the diagnosis and maintenance report, served by the agent (agent/reports)
+        async with session.get(f"{base}/reports/tickets/{tid}", headers={
+                "Authorization": f"Bearer {owner}"}) as response:
+            report = await response.text()
+        assert response.status == 200, report
+        for fact in ("东湖分局机房", "机房UPS", "市电恢复，更换老化电池组", "验收合格", "二级"):
+            assert fact in report, fact
     finally:
         await session.close()
         await agent.stop()
