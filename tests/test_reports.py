@@ -98,26 +98,33 @@ async def whole_life(store: TicketStore, clock: Clock) -> int:
     return ticket.id
 
 
-async def _build(db: Path) -> tuple[TicketReport, TicketReport]:
+async def _build(db: Path) -> tuple[TicketReport, ...]:
     clock = Clock()
     async with TicketStore(f"sqlite+aiosqlite:///{db}", "branch-dh", clock) as store:
         ticket_id = await whole_life(store, clock)
         fresh, _ = await store.open_for_fault(Fault(key="CameraDown:cam-9", rule="CameraDown",
                                                     device="cam-9", level=3, evidence={}))
-        clock.now += 3 * 3600  # its response limit has passed, nobody acknowledged
-        done = await load_ticket_report(store, ticket_id, policy=builtin_policy(),
-                                        inventory=INVENTORY, tz=TZ)
-        open_one = await load_ticket_report(store, fresh.id, policy=builtin_policy(),
+        back = Fault(key="SpdDegraded:spd-1", rule="SpdDegraded", device="spd-1", level=3)
+        returned, _ = await store.open_for_fault(back)
+        await store.acknowledge(returned.id, "zhang.wei")
+        await store.diagnose(returned.id, "zhang.wei", "防雷模块老化")
+        await store.start_repair(returned.id, "zhang.wei")
+        await store.resolve(returned.id, "zhang.wei", "lightning_surge", "更换防雷模块")
+        clock.now += 600
+        await store.open_for_fault(back)  # the fault is back: the ticket reopens
+        clock.now += 3 * 3600  # the response limits have passed, nobody acknowledged
+        reports = [await load_ticket_report(store, i, policy=builtin_policy(),
                                             inventory=INVENTORY, tz=TZ)
-    return done, open_one
+                   for i in (ticket_id, fresh.id, returned.id)]
+    return tuple(reports)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     db = tmp_path_factory.mktemp("reports") / "tickets.db"
-    done, open_one = asyncio.run(_build(db))
-    return {"db": db, "done": done, "open": open_one, "renderer": ReportRenderer(),
-            "pdf": {}}
+    done, open_one, reopened = asyncio.run(_build(db))
+    return {"db": db, "done": done, "open": open_one, "reopened": reopened,
+            "renderer": ReportRenderer(), "pdf": {}}
 
 
 def _pdf(built: dict[str, Any], lang: str = "zh") -> bytes:
@@ -172,6 +179,15 @@ def test_a_ticket_still_open(built: dict[str, Any]) -> None:
                  'class="bad">已超时</td>', 'class="muted">进行中</td>'):
         assert fact in html, fact
     assert "data:image/svg+xml" not in html  # nothing measured yet: no chart
+
+
+def test_a_reopened_ticket(built: dict[str, Any]) -> None:
+    """Diagnosis, repair and limits are those of the current cycle; the log keeps all."""
+    html = built["renderer"].render(built["reopened"], "html").body.decode()
+    assert "本工单曾重新打开 1 次" in html and "故障复发" in html
+    assert "防雷模块老化" in html and "更换防雷模块" in html  # in the log
+    assert "尚未诊断" in html and "尚未记录维修" in html  # the current cycle
+    assert 'class="bad">已超时</td>' in html
 
 
 def test_bad_format_and_language(built: dict[str, Any]) -> None:
