@@ -76,8 +76,8 @@ class Agent:
         self.state.sync(config.inventory)
         self.grounding = GroundingStage(config.inventory, config.settings.tickets.url, clock)
         self.registry.register(self.grounding.collector())
-        subjects = Subjects(self.state, self.grounding.state)  # devices + earthing points
-        self.rules = RulesRunner(config, subjects, self.registry,  # type: ignore[arg-type]
+        self.subjects = Subjects(self.state, self.grounding.state)  # + earthing points
+        self.rules = RulesRunner(config, self.subjects, self.registry,  # type: ignore[arg-type]
                                  self._poll_interval)
         self.registry.register(FaultCollector(lambda: list(self.rules.engine.active.values())))
         self.tickets = _ticket_runner(config, self.registry, clock)
@@ -133,6 +133,7 @@ class Agent:
                 forget(plan.device)
         await self.events.apply(config)
         self.grounding.adopt(config.inventory)
+        self.subjects.sync()
         self.rules.adopt(config)
         if self.tickets is not None:
             self.tickets.adopt(config)

@@ -9,9 +9,7 @@ import asyncio
 import csv
 import io
 import json
-import os
 import socket
-import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -144,13 +142,16 @@ class Api:
         return len(await self.stage.store.history())
 
     async def cli(self, *args: str, role: str = "technician") -> tuple[int, str, str]:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "VIGIL_TOKEN": self.tokens[role],
-               "TZ": "Asia/Shanghai"}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli", "grounding", "--url", self.base, *args,
-            env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        return proc.returncode or 0, out.decode(), err.decode()
+        """`vigil grounding ...`, in a worker thread (it calls this loop's server)."""
+        from click.testing import CliRunner
+
+        from agent.cli import main
+
+        runner = CliRunner()
+        result = await asyncio.to_thread(
+            runner.invoke, main, ["grounding", "--url", self.base, *args],
+            env={"VIGIL_TOKEN": self.tokens[role]})
+        return result.exit_code, result.stdout, result.stderr
 
 
 async def serve_api(tmp_path: Path, url: str, clock: Clock):
@@ -254,23 +255,23 @@ async def test_bad_measurement_refused_nothing_stored(sqlite_api: Api, body: dic
     assert await sqlite_api.stored() == 0
 
 
-async def test_api_guards(sqlite_api: Api) -> None:
+async def test_api_guards(api: Api) -> None:
     body = {"ohm": 3.0, "instrument": "UT522", "weather": "晴"}
     path = "/api/v1/grounding/ep-room/measurements"
-    assert (await sqlite_api.call("POST", path, None, body=body))[0] == 401
+    assert (await api.call("POST", path, None, body=body))[0] == 401
     for role in ("viewer", "owner"):
-        assert (await sqlite_api.call("POST", path, role, body=body))[0] == 403
-    status, answer = await sqlite_api.call("POST", "/api/v1/grounding/ep-nowhere/measurements",
+        assert (await api.call("POST", path, role, body=body))[0] == 403
+    status, answer = await api.call("POST", "/api/v1/grounding/ep-nowhere/measurements",
                                            body=body)
     assert status == 404 and "ep-nowhere" in answer["error"]
-    status, answer = await sqlite_api.call("POST", path, body={**body, "colour": "red"})
+    status, answer = await api.call("POST", path, body={**body, "colour": "red"})
     assert status == 400 and "colour" in answer["error"]
     # the same point and time twice: refused the second time
     at = {"measured_at": iso(T0 - 3600)}
-    assert (await sqlite_api.call("POST", path, "engineer", body={**body, **at}))[0] == 201
-    status, answer = await sqlite_api.call("POST", path, body={**body, **at})
+    assert (await api.call("POST", path, "engineer", body={**body, **at}))[0] == 201
+    status, answer = await api.call("POST", path, body={**body, **at})
     assert status == 400 and "already recorded" in answer["problems"][0]["message"]
-    assert await sqlite_api.stored() == 1
+    assert await api.stored() == 1
 
 
 # -- sheets ---------------------------------------------------------------------------------
@@ -379,7 +380,7 @@ async def test_cli_record_import_list_show(sqlite_api: Api, tmp_path: Path) -> N
     assert code == 0, err
     assert "12.5 Ω at 2026-03-01 10:00, limit 10 Ω: 超过限值" in out
     row = (await sqlite_api.stage.store.history(point="ep-pole-01"))[0]
-    assert row.measured_at == datetime(2026, 3, 1, 2, 0, tzinfo=UTC) and row.soil == "潮湿"
+    assert row.measured_at == datetime(2026, 3, 1, 10, 0).astimezone() and row.soil == "潮湿"
 
     sheet = tmp_path / "campaign.csv"
     sheet.write_bytes(csv_bytes([HEADER, *GOOD], "gb18030"))  # as Excel saves it in China
@@ -575,5 +576,14 @@ async def test_agent_wiring(tmp_path: Path) -> None:
         assert 'vigil_fault_active{alertname="GroundingResistanceHigh"' in text
         assert not [line for line in text.splitlines() if line.startswith("vigil_device")
                     and "ep-room" in line]  # a point is no device
+        # a reload adds a point (overdue at once) and removes one (its faults resolve)
+        (tmp_path / "inventory.yaml").write_text(
+            INVENTORY.replace("ep-pole-01", "ep-pole-02"), encoding="utf-8")
+        assert await agent.reload() == []
+        await agent.rules.cycle()
+        active = agent.rules.engine.active
+        assert "GroundingMeasurementOverdue:ep-pole-02" in active
+        assert "GroundingMeasurementOverdue:ep-pole-01" not in active
+        assert "GroundingResistanceHigh:ep-room" in active
     finally:
         await agent.stop()
