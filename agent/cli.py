@@ -85,7 +85,9 @@ def check(config_path: Path) -> None:
         kinds[device.kind] = kinds.get(device.kind, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     click.echo(f"{config_path}: OK")
-    click.echo(f"  {len(inventory.devices)} devices in {len(inventory.sites)} sites ({summary})")
+    click.echo(f"  {len(inventory.devices)} devices in {len(inventory.sites)} sites ({summary})"
+               + (f", {len(inventory.earthing_points)} earthing points"
+                  if inventory.earthing_points else ""))
     click.echo(f"  {len(config.credentials)} credentials, {len(config.profiles.profiles)} "
                f"profiles, {len(config.profiles.catalogue)} metrics, SNMP engine "
                f"{config.settings.snmp.engine}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.configbase import Duration, Strict
 
@@ -55,6 +55,13 @@ class EarthingPoint(Strict):
     labels: dict[str, str] = Field(default_factory=dict,
                                    description="Extra labels, as a device's (rules may select "
                                                "by them).")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_names(cls, value: Any) -> Any:
+        from agent.inventory import _labels  # the devices' rules for label names
+
+        return _labels(value) if isinstance(value, dict) else value
 
     @property
     def limit(self) -> float:

@@ -97,7 +97,8 @@ def test_inventory_errors_name_file_and_line(tmp_path: Path) -> None:
         "  - {id: ep-y, site: dh, kind: pole, device: cam-zz}",
         "  - {id: ep-z, site: dh, kind: roof}",
         "  - {id: ep-w, site: dh, kind: pole, limit_ohm: -1}",
-        "  - {id: ep-v, site: dh, kind: pole, measure_every: soon}", ""])
+        "  - {id: ep-v, site: dh, kind: pole, measure_every: soon}",
+        "  - {id: ep-u, site: dh, kind: pole, labels: {site: x}}", ""])
     file = tmp_path / "inventory.yaml"
     errors = inventory_errors(tmp_path, text)
     expected = [
@@ -108,6 +109,7 @@ def test_inventory_errors_name_file_and_line(tmp_path: Path) -> None:
         (16, "'roof' is not allowed"),
         (17, "greater than 0"),
         (18, "is not a duration"),
+        (19, "label name 'site' is reserved"),
     ]
     for line, message in expected:
         assert any(e.startswith(f"{file}:{line} ") and message in e for e in errors), \
