@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from agent.cli_common import CONFIG_OPTION, _load, _table
+from agent.cli_grounding import GROUNDING_COMMANDS
 from agent.cli_reports import REPORT_COMMANDS
 from agent.cli_rules import RULE_COMMANDS
 from agent.cli_tickets import TICKET_COMMANDS
@@ -85,7 +86,9 @@ def check(config_path: Path) -> None:
         kinds[device.kind] = kinds.get(device.kind, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     click.echo(f"{config_path}: OK")
-    click.echo(f"  {len(inventory.devices)} devices in {len(inventory.sites)} sites ({summary})")
+    click.echo(f"  {len(inventory.devices)} devices in {len(inventory.sites)} sites ({summary})"
+               + (f", {len(inventory.earthing_points)} earthing points"
+                  if inventory.earthing_points else ""))
     click.echo(f"  {len(config.credentials)} credentials, {len(config.profiles.profiles)} "
                f"profiles, {len(config.profiles.catalogue)} metrics, SNMP engine "
                f"{config.settings.snmp.engine}")
@@ -315,7 +318,7 @@ def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus:
         duration=duration, scale=timeline_scale)))
 
 
-for command in RULE_COMMANDS + TICKET_COMMANDS + REPORT_COMMANDS:
+for command in RULE_COMMANDS + TICKET_COMMANDS + REPORT_COMMANDS + GROUNDING_COMMANDS:
     main.add_command(command)
 
 

@@ -29,6 +29,7 @@ from agent.events import Events, trap_counters
 from agent.evidence import EvidenceStore
 from agent.exporter import AgentMetrics, StateCollector, TrapCounters
 from agent.fault_metrics import FaultCollector
+from agent.grounding_stage import GroundingStage, Subjects
 from agent.http import make_app
 from agent.notify import JsonlDeadLetters, Notifier
 from agent.plans import rtsp_overload, video_thresholds
@@ -73,7 +74,11 @@ class Agent:
         self.collectors: dict[str, Any] = {}
         self.scheduler = PollScheduler(self.state, self.metrics, self.evidence.keep)
         self.state.sync(config.inventory)
-        self.rules = RulesRunner(config, self.state, self.registry, self._poll_interval)
+        self.grounding = GroundingStage(config.inventory, config.settings.tickets.url, clock)
+        self.registry.register(self.grounding.collector())
+        self.subjects = Subjects(self.state, self.grounding.state)  # + earthing points
+        self.rules = RulesRunner(config, self.subjects, self.registry,  # type: ignore[arg-type]
+                                 self._poll_interval)
         self.registry.register(FaultCollector(lambda: list(self.rules.engine.active.values())))
         self.tickets = _ticket_runner(config, self.registry, clock)
         if self.tickets is not None:
@@ -127,6 +132,8 @@ class Agent:
             if forget is not None:
                 forget(plan.device)
         await self.events.apply(config)
+        self.grounding.adopt(config.inventory)
+        self.subjects.sync()
         self.rules.adopt(config)
         if self.tickets is not None:
             self.tickets.adopt(config)
@@ -149,6 +156,7 @@ class Agent:
         await site.start()
         await self._adopt(self.config, SnmpCollector(self.engine, self.config.profiles))
         self.scheduler.start()
+        self.grounding.start()
         if self.tickets is not None:
             self.tickets.start()  # opens (migrates) the store at once, in the background
         self.rules.start()
@@ -205,7 +213,7 @@ class Agent:
         stages: list[tuple[str, Callable[[], Awaitable[Any]]]] = [("rules", self.rules.close)]
         if self.tickets is not None:
             stages.append(("tickets", self.tickets.close))
-        stages += [("events", self.events.close)]
+        stages += [("grounding", self.grounding.close), ("events", self.events.close)]
         if self.runner is not None:
             stages.append(("http", self.runner.cleanup))
         stages += [(f"collector {name}", collector.close)

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api import add_routes
 from agent.auth import Authenticator, Users
+from agent.grounding_api import add_grounding_routes
 from agent.reports.api import add_report_routes
 from agent.tickets_api import add_ticket_routes
 
@@ -52,6 +53,7 @@ def make_app(agent: Agent) -> web.Application:
                       and agent.tickets.ready else None, auth,
                       inventory=lambda: agent.config.inventory,
                       policy=lambda: agent.tickets.policy if agent.tickets else None)
+    add_grounding_routes(app, lambda: agent.grounding, auth)
     return app
 
 

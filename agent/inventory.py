@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.earthing import EarthingPoint, subject
 from agent.settings import Duration, Kind, SnmpOptions, Strict, merge_snmp
 from agent.validation import validate
 from agent.yamlfile import ConfigError, ConfigErrors, Document
@@ -197,6 +198,9 @@ class InventoryFile(Strict):
                                      description="Defaults for the devices of this file.")
     devices: list[dict[str, Any]] = Field(
         default_factory=list, description="The devices (keys: see the next table).")
+    earthing_points: list[dict[str, Any]] = Field(
+        default_factory=list, description="Earthing points whose grounding resistance is "
+                                          "measured by hand (keys: see docs/grounding.md).")
 
 
 def _with_kind_defaults(raw: dict[str, Any], defaults: DeviceDefaults) -> dict[str, Any]:
@@ -235,6 +239,14 @@ class Inventory:
     sites: dict[str, Site]
     devices: dict[str, Device]
     placed: dict[str, Placed]
+    earthing_points: dict[str, EarthingPoint] = field(default_factory=dict)
+    subjects: dict[str, Device] = field(init=False)
+    """What rules judge: the devices and, as pseudo-devices, the earthing points."""
+
+    def __post_init__(self) -> None:
+        self.subjects = {**self.devices, **{
+            p.id: subject(p, self.sites[p.site].labels if p.site in self.sites else {})
+            for p in self.earthing_points.values()}}
 
     def get(self, device_id: str) -> Device:
         return self.devices[device_id]
@@ -250,6 +262,7 @@ def load_inventory(docs: list[Document], known_credentials: dict[str, str] | Non
     sites: dict[str, Site] = {}
     site_where: dict[str, tuple[Document, int]] = {}
     placed: dict[str, Placed] = {}
+    points: dict[str, tuple[EarthingPoint, Document, int]] = {}
     broken: set[str] = set()  # ids of devices with errors of their own
     for doc in docs:
         try:
@@ -288,6 +301,7 @@ def load_inventory(docs: list[Document], known_credentials: dict[str, str] | Non
                                                f"{where})"))
                 continue
             placed[dev.id] = here
+        _earthing_points(doc, model.earthing_points, points, errors)
     for p in placed.values():
         site = sites.get(p.device.site)
         if site is not None and site.labels:
@@ -299,9 +313,54 @@ def load_inventory(docs: list[Document], known_credentials: dict[str, str] | Non
                                         known_profiles))
     errors.extend(_check_cycles(placed, "uplink"))
     errors.extend(_check_cycles(placed, "powered_by"))
+    errors.extend(_check_points(points, sites, placed, broken))
     if errors:
         raise ConfigErrors(errors)
-    return Inventory(sites=sites, devices=devices, placed=placed)
+    return Inventory(sites=sites, devices=devices, placed=placed,
+                     earthing_points={k: v[0] for k, v in points.items()})
+
+
+def _earthing_points(doc: Document, raw: list[dict[str, Any]],
+                     points: dict[str, tuple[EarthingPoint, Document, int]],
+                     errors: list[ConfigError]) -> None:
+    for i, item in enumerate(raw):
+        try:
+            point = validate(EarthingPoint, doc, item, prefix=("earthing_points", i))
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        if point.id in points:
+            first = points[point.id]
+            where = f"{first[1].file}:{first[1].line(('earthing_points', first[2]))}"
+            errors.append(doc.error(("earthing_points", i, "id"),
+                                    f"duplicate earthing point id '{point.id}' (first at "
+                                    f"{where})"))
+            continue
+        points[point.id] = (point, doc, i)
+
+
+def _check_points(points: dict[str, tuple[EarthingPoint, Document, int]],
+                  sites: dict[str, Site], placed: dict[str, Placed],
+                  broken: set[str]) -> list[ConfigError]:
+    """Earthing points name a known site and device, and share no id with a device (both
+    are subjects of the rules: a fault key names one of them)."""
+    out: list[ConfigError] = []
+    for point, doc, i in points.values():
+        at = ("earthing_points", i)
+        if point.site not in sites:
+            known = ", ".join(sorted(sites)) or "none declared under 'sites'"
+            out.append(doc.error((*at, "site"), f"site '{point.site}' is not in the "
+                                                f"inventory (known: {known})"))
+        if point.id in placed:
+            first = placed[point.id]
+            out.append(doc.error((*at, "id"), f"'{point.id}' is already a device's id (at "
+                                              f"{first.doc.file}:"
+                                              f"{first.doc.line(('devices', first.index))})"))
+        if point.device is not None and point.device not in broken \
+                and point.device not in placed:
+            out.append(doc.error((*at, "device"), f"device '{point.device}' is not in the "
+                                                  f"inventory"))
+    return out
 
 
 def _check_references(p: Placed, sites: dict[str, Site], devices: dict[str, Device],

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from agent.credentials import CommunityCredential, CredentialsFile, UsmCredential
+from agent.earthing import EarthingPoint
 from agent.inventory import Device, InventoryFile
 from agent.notify.model import DingTalkChannel, EmailChannel, WebhookChannel, WeComChannel
 from agent.settings import Settings
@@ -109,6 +110,8 @@ def config_reference() -> str:
         _section("Inventory files", "Sites and devices (`inventory:` in agent.yaml).",
                  InventoryFile),
         _section("Inventory: device entries", "Each item of `devices:`.", Device),
+        _section("Inventory: earthing points", "Each item of `earthing_points:` (see "
+                                               "docs/grounding.md).", EarthingPoint),
         _section("Credentials file", "Named SNMP credentials (`credentials:` in agent.yaml). "
                                      "Each entry is one of the two forms below.",
                  CredentialsFile),
@@ -201,6 +204,17 @@ def metrics_reference() -> str:
              "through, by channel (see the dead-letter file) |",
              "| `vigil_notification_storms_total` | counter | storm messages sent in place of "
              "many single ones, by channel |",
+             "",
+             "## Grounding (agent/grounding_stage.py; labels point, site)\n",
+             "| metric | type | meaning |", "|---|---|---|",
+             "| `vigil_grounding_resistance_ohms` | gauge | resistance of the earthing point "
+             "at its latest recorded measurement |",
+             "| `vigil_grounding_limit_ohms` | gauge | its limit (inventory `limit_ohm`, "
+             "default 4 Ω machine room, 10 Ω otherwise) |",
+             "| `vigil_grounding_measure_every_seconds` | gauge | longest time allowed "
+             "between two measurements (inventory `measure_every`, default 182 days) |",
+             "| `vigil_grounding_last_measured_timestamp_seconds` | gauge | when it was last "
+             "measured |",
              "",
              "## Device metrics (from profiles)\n",
              "| metric | type | meaning |", "|---|---|---|"]

@@ -20,6 +20,9 @@ from collectors.video.quality import QualityThresholds
 
 KINDS = ("ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor")
 Kind = Literal["ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor"]
+SubjectKind = Literal["ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor",
+                      "env_monitor", "earthing_point"]
+"""What rules select: device kinds, and the inventory's earthing points (agent/earthing.py)."""
 
 
 class SnmpOptions(Strict):

@@ -309,7 +309,7 @@ class TicketRunner:
             return
         inventory = self.config.inventory
         site = inventory.sites.get(ticket.site)
-        device = inventory.devices.get(ticket.device)
+        device = inventory.subjects.get(ticket.device)  # devices and earthing points
         settings = self.config.settings
         base = settings.tickets.link_base or f"http://{settings.listen}/api/v1"
         message = Message(

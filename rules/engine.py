@@ -158,7 +158,7 @@ class Engine:
         """Follow the inventory: topology, which devices each rule selects, removed devices."""
         self.inventory = inventory
         self.topology = Topology(inventory.devices)
-        enabled = [d for d in inventory.devices.values() if d.enabled]
+        enabled = [d for d in inventory.subjects.values() if d.enabled]
         self.selected = {r.name: [d.id for d in enabled if r.selects(d)]
                          for r in self.rules.rules}
         self.by_device = {}
@@ -168,10 +168,10 @@ class Engine:
                     self.by_device.setdefault(device_id, []).append(rule)
         self._timed = any(r.timed for r in self.rules.rules if r.member is None)
         for fault in list(self.active.values()):
-            if fault.device and fault.device not in inventory.devices:
+            if fault.device and fault.device not in inventory.subjects:
                 self._resolve(fault, now, "device removed from the inventory")
-        self.views = {k: v for k, v in self.views.items() if k in inventory.devices}
-        self.counters = {k: v for k, v in self.counters.items() if k[0] in inventory.devices}
+        self.views = {k: v for k, v in self.views.items() if k in inventory.subjects}
+        self.counters = {k: v for k, v in self.counters.items() if k[0] in inventory.subjects}
         self._last.clear()
         self._no_data.clear()
         self._members.clear()
@@ -618,7 +618,7 @@ class Engine:
     def _open(self, rule: CompiledRule, ikey: tuple, device_id: str, v: View | None,
               unit: dict[str, str], inputs: dict[str, Any], now: float, group: str) -> Fault:
         subject = device_id or group
-        device = self.inventory.devices.get(device_id) if self.inventory else None
+        device = self.inventory.subjects.get(device_id) if self.inventory else None
         site = device.site if device else (group if rule.rule.aggregate and
                                            rule.rule.aggregate.by == "site" else "")
         fault = Fault(key=fault_key(rule.name, subject, unit), rule=rule.name, group=rule.group,

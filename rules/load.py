@@ -276,11 +276,11 @@ def _check_selector(rule: Rule, inventory: Inventory, err: Any) -> None:
             err(("select", "sites", i), f"site '{site}' is not in the inventory"
                 + _hint(site, inventory.sites))
     for i, device in enumerate(s.devices):
-        if device not in inventory.devices:
+        if device not in inventory.subjects:
             err(("select", "devices", i), f"device '{device}' is not in the inventory"
-                + _hint(device, inventory.devices))
+                + _hint(device, inventory.subjects))
     if s.sites or s.devices or s.labels:
-        devices = inventory.devices.values()
+        devices = inventory.subjects.values()
         if not any(selects(s, d) for d in devices):
             err(("select",), "the selector matches no device of the inventory")
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.settings import Duration, Kind, Strict
+from agent.settings import Duration, Strict, SubjectKind
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LANGUAGES = ("zh", "en")
@@ -26,7 +26,9 @@ LANGUAGES = ("zh", "en")
 class Selector(Strict):
     """Which devices a rule watches. Every key given must match (empty: every device)."""
 
-    kinds: list[Kind] = Field(default_factory=list, description="Device kinds, e.g. `[ups]`.")
+    kinds: list[SubjectKind] = Field(default_factory=list,
+                                     description="Device kinds, e.g. `[ups]`; "
+                                                 "`earthing_point` for earthing points.")
     sites: list[str] = Field(default_factory=list, description="Site ids.")
     devices: list[str] = Field(default_factory=list, description="Device ids.")
     labels: dict[str, str] = Field(

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from agent import yamlfile
+from agent.earthing import sync_points
 from agent.inventory import Inventory, load_inventory
 from agent.settings import Duration, Strict
 from agent.settings import Rules as RulesSettings
@@ -30,7 +31,8 @@ from rules.series import STALE, expand_series
 from rules.silences import new_silence
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: series time 0
-COLLECTOR_OF = (("onvif_", "onvif"), ("rtsp_", "rtsp"), ("video_", "rtsp"), ("reach_", "reach"))
+COLLECTOR_OF = (("onvif_", "onvif"), ("rtsp_", "rtsp"), ("video_", "rtsp"), ("reach_", "reach"),
+                ("grounding_", "grounding"))
 
 
 class InputSeries(Strict):
@@ -96,6 +98,9 @@ class TestFile(Strict):
                                                                           "inventory.")
     devices: list[dict[str, Any]] = Field(..., description="As in the inventory (address "
                                                            "optional).")
+    earthing_points: list[dict[str, Any]] = Field(
+        default_factory=list, description="As in the inventory; input series name them "
+                                          "as `device`.")
     tests: list[RuleTest] = Field(..., description="The tests.")
 
 
@@ -125,8 +130,10 @@ def _inventory(doc: Document, spec: TestFile) -> Inventory:
     for raw in spec.devices:
         filled = {"address": "127.0.0.1", "snmp": False, **raw}
         devices.append(filled)
-    sites = spec.sites or [{"id": s} for s in sorted({str(d.get("site")) for d in devices})]
-    sub = Document(doc.file, {"sites": sites, "devices": devices}, doc.lines)
+    sites = spec.sites or [{"id": s} for s in sorted({str(d.get("site")) for d in
+                                                       [*devices, *spec.earthing_points]})]
+    sub = Document(doc.file, {"sites": sites, "devices": devices,
+                              "earthing_points": spec.earthing_points}, doc.lines)
     return load_inventory([sub], None, None)
 
 
@@ -145,7 +152,7 @@ def _run_test(doc: Document, index: int, test: RuleTest, inventory: Inventory, r
     at = ("tests", index)
     expanded: list[tuple[InputSeries, list]] = []
     for si, series in enumerate(test.input_series):
-        if series.device not in inventory.devices:
+        if series.device not in inventory.subjects:
             raise ConfigErrors([doc.error((*at, "input_series", si, "device"),
                                           f"device '{series.device}' is not in `devices`")])
         if (series.metric is None) == (series.event is None):
@@ -158,6 +165,7 @@ def _run_test(doc: Document, index: int, test: RuleTest, inventory: Inventory, r
                                           str(exc))]) from None
     state = State()
     state.sync(inventory)
+    sync_points(state, inventory)
     engine = Engine(rules, settings)
     engine.sync(inventory, EPOCH)
     for silence in test.silences:
