@@ -1,0 +1,215 @@
+"""UPS battery tests: started by SNMP SET on a simulated UPS that accepts it (snmpsim with the
+variation module tests/snmpsim_variations/upstest.py, on loopback), followed to the end with
+an injected clock, stored with its curve (SQLite and PostgreSQL); refusals say why and store
+no test; manual records with bad input are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.config import Config, load_config
+from agent.plans import snmp_job
+from agent.state import State
+from agent.ups_test import Follow, Refused, UpsTests, UpsTestStore
+from collectors.reading import PollResult, Reading
+from collectors.snmp.collector import SnmpCollector
+from collectors.snmp.engine import make_engine
+from tests import peers
+
+T0 = 1_780_000_000.0
+VARIATIONS = Path(__file__).with_name("snmpsim_variations")
+ROLES = {"1.3.6.1.2.1.33.1.7.1.0": "6:upstest|id", "1.3.6.1.2.1.33.1.7.2.0": "2:upstest|lock",
+         "1.3.6.1.2.1.33.1.7.3.0": "2:upstest|summary",
+         "1.3.6.1.2.1.33.1.7.4.0": "4:upstest|detail",
+         "1.3.6.1.2.1.33.1.2.3.0": "2:upstest|runtime",
+         "1.3.6.1.2.1.33.1.2.4.0": "2:upstest|charge",
+         "1.3.6.1.2.1.33.1.2.5.0": "2:upstest|volts",
+         "1.3.6.1.2.1.33.1.4.1.0": "2:upstest|source"}
+
+
+def _ups_recording(source: Path, roles: dict[str, str]) -> str:
+    """The recorded Delta UPS with the test group and the curve OIDs served by `upstest`."""
+    lines = [ln for ln in source.read_text(encoding="latin-1").splitlines()
+             if ln.split("|", 1)[0] not in roles]
+    lines += [f"{oid}|{role}" for oid, role in roles.items()]
+    return "\n".join(sorted(lines, key=lambda ln: [int(p) for p in ln.split("|")[0].split(".")]))
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    """One snmpsim: ups-a (site s1, accepts the test), ups-lock (site s2, its upsTestId is
+    not writable), ups-lb (site s3, a Liebert without test support)."""
+    work = tmp_path_factory.mktemp("ups-sim")
+    data = work / "data"
+    data.mkdir()
+    rec = peers.recordings()
+    delta = rec / "deltaups.snmprec"
+    for name in ("ups-a", "ups-a2"):
+        (data / f"{name}.snmprec").write_text(_ups_recording(delta, ROLES), encoding="latin-1")
+    (data / "ups-lock.snmprec").write_text(
+        _ups_recording(delta, {**ROLES, "1.3.6.1.2.1.33.1.7.1.0": "6:upstest|locked"}),
+        encoding="latin-1")
+    shutil.copy(rec / "liebert.snmprec", data / "ups-lb.snmprec")
+    with peers.snmpsim(data, work, extra_args=[f"--variation-modules-dir={VARIATIONS}"]) as port:
+        yield port
+
+
+def _config(tmp_path: Path, port: int) -> Config:
+    names = ["ups-a", "ups-a2", "ups-lock", "ups-lb"]
+    creds = "credentials:\n" + "".join(f"  {n}: {{version: 2c, community: {n}}}\n" for n in names)
+    (tmp_path / "credentials.yaml").write_text(creds)
+    (tmp_path / "credentials.yaml").chmod(0o600)
+    (tmp_path / "inventory.yaml").write_text(
+        "sites:\n  - {id: s1, name: 一号站}\n  - {id: s2, name: 二号站}\n"
+        "  - {id: s3, name: 三号站}\n"
+        "devices:\n"
+        f"  - {{id: ups-a, kind: ups, site: s1, address: 127.0.0.1, port: {port}, "
+        f"credentials: ups-a, profile: delta-ups}}\n"
+        f"  - {{id: ups-a2, kind: ups, site: s1, address: 127.0.0.1, port: {port}, "
+        f"credentials: ups-a2, profile: delta-ups}}\n"
+        f"  - {{id: ups-lock, kind: ups, site: s2, address: 127.0.0.1, port: {port}, "
+        f"credentials: ups-lock, profile: delta-ups}}\n"
+        f"  - {{id: ups-lb, kind: ups, site: s3, address: 127.0.0.1, port: {port}, "
+        f"credentials: ups-lb, profile: liebert-gp}}\n"
+        f"  - {{id: sw-1, kind: switch, site: s1, address: 127.0.0.1, port: {port}, "
+        f"credentials: ups-a}}\n")
+    (tmp_path / "agent.yaml").write_text(
+        "agent: {id: test}\nstate_dir: state\nsnmp: {timeout: 1s, retries: 1}\n"
+        "rules: {files: []}\n")
+    return load_config(tmp_path / "agent.yaml")
+
+
+class World:
+    """Config, state polled from the simulator, the service with a clock moved by its sleep."""
+
+    def __init__(self, config: Config, url: str):
+        self.config = config
+        self.now = T0
+        self.state = State()
+        self.state.sync(config.inventory)
+        self.store = UpsTestStore(url, "test", clock=lambda: self.now)
+        self.tests = UpsTests(lambda: config, self.state, self.store,
+                              Follow(interval=5.0, start_grace=30.0, max_duration=600.0),
+                              clock=lambda: self.now, sleep=self.sleep)
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+    async def poll(self, *devices: str) -> None:
+        engine = make_engine("pysnmp")
+        collector = SnmpCollector(engine, self.config.profiles)
+        try:
+            for device in devices:
+                job = snmp_job(self.config, self.config.inventory.devices[device])
+                result = await collector.poll(job)
+                assert result.up, (device, result.reason, result.detail)
+                self.state.update(result)
+        finally:
+            await engine.close()
+
+    def on_battery(self, device: str) -> None:
+        self.state.update(PollResult(device, self.now, 0.0, True, profile="delta-ups",
+                                     readings=[Reading(device, "ups_on_battery", {}, 1.0,
+                                                       self.now)]))
+
+
+@pytest.fixture
+async def world(sim, tmp_path, db_url):
+    w = World(_config(tmp_path, sim), db_url)
+    await w.store.start()
+    await w.poll("ups-a", "ups-a2", "ups-lock", "ups-lb")
+    try:
+        yield w
+    finally:
+        await w.tests.close()
+
+
+async def test_started_by_snmp_set_and_followed_to_the_end(world):
+    test = await world.tests.start("ups-a", "quick", "li.tech")
+    assert test.state == "running"
+    done = await world.tests.wait(test.id)
+    assert (done.state, done.result, done.result_code) == ("done", "pass", 1)
+    assert done.detail == "battery test passed"
+    assert done.discharge_seconds == 20.0  # 4 steps of the simulated test, 5 s apart
+    stored = await world.store.get(test.id)
+    curve = stored.samples
+    assert [s["code"] for s in curve] == [5, 5, 5, 1]
+    assert [s["charge"] for s in curve] == [0.95, 0.9, 0.85, 0.8]  # falls during the test
+    assert [s["volts"] for s in curve] == [53.7, 52.9, 52.1, 51.3]
+    assert [s["on_battery"] for s in curve] == [1, 1, 1, 0]
+    assert [s["t"] for s in curve] == [5.0, 10.0, 15.0, 20.0]
+    events = await world.store.events(test_id=test.id)
+    assert [(e.kind, e.actor) for e in events] == [("started", "li.tech"), ("finished", "vigil")]
+    assert events[1].data["result"] == "pass"
+
+
+async def test_trend_drop_against_the_last_test_reaches_the_state(world):
+    start = datetime.fromtimestamp(T0 - 86400 * 90, UTC)
+    await world.tests.record_manual("ups-a", "wang.tech", "quick", start,
+                                    start + timedelta(seconds=40), 40.0, "pass", "季度放电测试")
+    test = await world.tests.start("ups-a", "quick", "li.tech")
+    await world.tests.wait(test.id)
+    result = world.state.devices["ups-a"].results["ups_test"]
+    readings = {r.metric: r.value for r in result.readings}
+    assert readings["ups_discharge_seconds"] == 20.0
+    assert readings["ups_discharge_previous_seconds"] == 40.0
+    assert readings["ups_discharge_drop_ratio"] == 0.5
+
+
+async def test_refused_when_the_site_is_on_battery(world):
+    world.on_battery("ups-a2")  # the other UPS of site s1
+    with pytest.raises(Refused) as refused:
+        await world.tests.start("ups-a", "quick", "li.tech")
+    assert refused.value.reason == "on_battery" and "ups-a2" in str(refused.value)
+    assert await world.store.tests() == []
+    events = await world.store.events(device="ups-a")
+    assert [(e.kind, e.actor, e.data["reason"]) for e in events] == \
+        [("refused", "li.tech", "on_battery")]
+
+
+async def test_refused_while_another_test_of_the_site_runs(world):
+    first = await world.tests.start("ups-a", "quick", "li.tech")
+    with pytest.raises(Refused) as refused:
+        await world.tests.start("ups-a2", "quick", "li.tech")
+    assert refused.value.reason == "busy" and f"test {first.id}" in str(refused.value)
+    await world.tests.wait(first.id)
+    assert [t.device for t in await world.store.tests()] == ["ups-a"]
+
+
+async def test_refused_without_test_support_or_not_a_ups(world):
+    for device, reason in (("ups-lb", "no_test_support"), ("sw-1", "not_ups")):
+        with pytest.raises(Refused) as refused:
+            await world.tests.start(device, "quick", "li.tech")
+        assert refused.value.reason == reason, str(refused.value)
+    assert await world.store.tests() == []
+
+
+async def test_refused_when_the_agent_refuses_the_set(world):
+    with pytest.raises(Refused) as refused:
+        await world.tests.start("ups-lock", "quick", "li.tech")
+    assert refused.value.reason == "set_refused"
+    assert "notWritable" in str(refused.value)
+    assert await world.store.tests() == []
+    assert (await world.store.events(device="ups-lock"))[0].data["reason"] == "set_refused"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ended": -1}, "ended_at must be after started_at"),
+    ({"discharge": -5.0}, "discharge_seconds must be positive"),
+    ({"start_offset": 86400 * 2}, "is in the future"),
+    ({"result": "great"}, "result: one of"),
+])
+async def test_manual_record_with_bad_input_is_refused(world, change, message):
+    start = datetime.fromtimestamp(T0 - 3600 + change.get("start_offset", 0), UTC)
+    ended = start + timedelta(seconds=600 if "ended" not in change else -60)
+    with pytest.raises(ValueError, match=message):
+        await world.tests.record_manual("ups-a", "wang.tech", "deep", start, ended,
+                                        change.get("discharge", 600.0),
+                                        change.get("result", "pass"))
+    assert await world.store.tests() == []
