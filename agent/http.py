@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agent.api import add_routes
 from agent.auth import Authenticator, Users
 from agent.tickets_api import add_ticket_routes
+from agent.ups_test_api import add_ups_test_routes
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -46,6 +47,8 @@ def make_app(agent: Agent) -> web.Application:
     add_routes(app, AGENT_KEY, auth)
     add_ticket_routes(app, lambda: agent.tickets.store if agent.tickets is not None
                       and agent.tickets.ready else None, auth)
+    add_ups_test_routes(app, lambda: agent.ups_tests if agent.ups_tests is not None
+                        and agent.ups_tests.ready else None, auth)
     return app
 
 

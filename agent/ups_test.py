@@ -278,6 +278,7 @@ class UpsTests:
         self.follow_settings, self.clock, self.sleep, self.writer = follow, clock, sleep, writer
         self.tasks: dict[int, asyncio.Task[UpsTest]] = {}
         self.published: dict[str, list[Reading]] = {}
+        self.ready = False
 
     # -- start -------------------------------------------------------------------------
 
@@ -454,6 +455,22 @@ class UpsTests:
                  done.discharge_seconds or 0)
         await self.refresh(test.device)
         return done
+
+    async def open(self) -> None:
+        """Migrate the store, close tests an earlier run left running, publish the trend."""
+        await self.store.start()
+        await self.lost_on_restart()
+        await self.refresh()
+        self.ready = True
+
+    async def open_retrying(self, pause: float = 30.0) -> None:
+        """`open`, retried while the database cannot be reached (the agent keeps polling)."""
+        while not self.ready:
+            try:
+                await self.open()
+            except Exception:  # the store is down: tests wait, polling goes on
+                log.exception("UPS test store not available; retrying in %gs", pause)
+                await asyncio.sleep(pause)
 
     async def wait(self, test_id: int) -> UpsTest:
         """The finished test (tests and the CLI's --wait)."""

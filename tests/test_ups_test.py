@@ -213,3 +213,65 @@ async def test_manual_record_with_bad_input_is_refused(world, change, message):
                                         change.get("discharge", 600.0),
                                         change.get("result", "pass"))
     assert await world.store.tests() == []
+
+
+async def test_api_roles_refusals_and_curve(world, tmp_path):
+    """The HTTP API on 127.0.0.1: a technician starts a test, a viewer may not, a refusal is a
+    409 with its reason, the test shows its curve; the CLI lists the trend."""
+    import subprocess
+    import sys
+
+    import aiohttp
+    from aiohttp import web
+
+    from agent.auth import Authenticator, Users, add_user
+    from agent.ups_test_api import add_ups_test_routes
+
+    tokens = tmp_path / "tokens.yaml"
+    tech, viewer = add_user(tokens, "li.tech", "technician"), add_user(tokens, "guest", "viewer")
+    world.tests.ready = True
+    app = web.Application()
+    add_ups_test_routes(app, lambda: world.tests, Authenticator(Users.from_file(tokens)))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = peers.free_port(__import__("socket").SOCK_STREAM)
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}/api/v1/ups"
+    try:
+        async with aiohttp.ClientSession() as http:
+            def auth(token: str) -> dict[str, str]:
+                return {"Authorization": f"Bearer {token}"}
+
+            async with http.post(f"{base}/ups-a/tests", json={"kind": "quick"},
+                                 headers=auth(viewer)) as r:
+                assert r.status == 403
+            async with http.post(f"{base}/ups-lb/tests", json={}, headers=auth(tech)) as r:
+                body = await r.json()
+                assert (r.status, body["reason"]) == (409, "no_test_support")
+                assert body["error_zh"] == "该 UPS 不支持远程电池测试"
+            async with http.post(f"{base}/ups-a/tests/manual", headers=auth(tech), json={
+                    "kind": "quick", "started_at": "2026-05-01T10:00:00+08:00",
+                    "ended_at": "2026-05-01T09:00:00+08:00", "result": "pass"}) as r:
+                assert r.status == 400
+                assert "ended_at must be after started_at" in (await r.json())["error"]
+            async with http.post(f"{base}/ups-a/tests", json={"kind": "quick"},
+                                 headers=auth(tech)) as r:
+                assert r.status == 202, await r.text()
+                test_id = (await r.json())["id"]
+            await world.tests.wait(test_id)
+            async with http.get(f"{base}/tests/{test_id}", headers=auth(viewer)) as r:
+                found = await r.json()
+                assert found["result"] == "pass" and len(found["samples"]) == 4
+                assert [e["kind"] for e in found["timeline"]] == ["started", "finished"]
+            async with http.get(f"{base}/ups-a/tests", headers=auth(viewer)) as r:
+                listing = await r.json()
+                assert [t["discharge_seconds"] for t in listing["trend"]] == [20.0]
+                assert [e["kind"] for e in listing["audit"]] == ["started", "finished"]
+        cli = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "agent.cli", "ups", "--url",
+                             f"http://127.0.0.1:{port}", "--token", viewer, "test", "show",
+                             str(test_id)], capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stderr
+        assert "通过" in cli.stdout and "0.8" in cli.stdout
+    finally:
+        await runner.cleanup()
