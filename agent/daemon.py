@@ -156,7 +156,8 @@ class Agent:
         if self.tickets is not None:
             self.tickets.start()  # opens (migrates) the store at once, in the background
         if self.ups_tests is not None:
-            task = asyncio.get_running_loop().create_task(self.ups_tests.open_retrying())
+            task = asyncio.get_running_loop().create_task(self.ups_tests.open_retrying(
+                lambda: self.tickets is not None and self.tickets.ready))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         self.rules.start()
@@ -264,7 +265,7 @@ def _ups_tests(agent: Agent, clock: Callable[[], float]) -> UpsTests:
     settings = agent.config.settings
     follow = settings.ups_tests
     return UpsTests(lambda: agent.config, agent.state,
-                    UpsTestStore(settings.tickets.url, settings.agent.id, clock),
+                    UpsTestStore(settings.tickets.url, settings.agent.id, clock, migrate=False),
                     Follow(follow.follow_interval, follow.start_grace, follow.max_duration), clock)
 
 

@@ -463,9 +463,14 @@ class UpsTests:
         await self.refresh()
         self.ready = True
 
-    async def open_retrying(self, pause: float = 30.0) -> None:
-        """`open`, retried while the database cannot be reached (the agent keeps polling)."""
+    async def open_retrying(self, store_ready: Callable[[], bool] = lambda: True,
+                            pause: float = 30.0) -> None:
+        """`open` once `store_ready()` (the ticket store has migrated the shared database),
+        retried while the database cannot be reached (the agent keeps polling)."""
         while not self.ready:
+            if not store_ready():
+                await asyncio.sleep(1.0)
+                continue
             try:
                 await self.open()
             except Exception:  # the store is down: tests wait, polling goes on

@@ -49,24 +49,29 @@ def sim(tmp_path_factory):
     data.mkdir()
     rec = peers.recordings()
     delta = rec / "deltaups.snmprec"
-    for name in ("ups-a", "ups-a2"):
+    for name in ("ups-a", "ups-a2", "ups-v3"):
         (data / f"{name}.snmprec").write_text(_ups_recording(delta, ROLES), encoding="latin-1")
     (data / "ups-lock.snmprec").write_text(
         _ups_recording(delta, {**ROLES, "1.3.6.1.2.1.33.1.7.1.0": "6:upstest|locked"}),
         encoding="latin-1")
     shutil.copy(rec / "liebert.snmprec", data / "ups-lb.snmprec")
-    with peers.snmpsim(data, work, extra_args=[f"--variation-modules-dir={VARIATIONS}"]) as port:
+    v3 = ["--v3-user=tech", "--v3-auth-key=auctoritas", "--v3-auth-proto=SHA",
+          "--v3-priv-key=privatus", "--v3-priv-proto=AES"]  # v3 context = data file name
+    with peers.snmpsim(data, work, extra_args=[f"--variation-modules-dir={VARIATIONS}", *v3]
+                       ) as port:
         yield port
 
 
 def _config(tmp_path: Path, port: int) -> Config:
     names = ["ups-a", "ups-a2", "ups-lock", "ups-lb"]
     creds = "credentials:\n" + "".join(f"  {n}: {{version: 2c, community: {n}}}\n" for n in names)
+    creds += ("  ups-v3: {version: 3, username: tech, auth_protocol: SHA, auth_password: "
+              "auctoritas, priv_protocol: AES, priv_password: privatus, context: ups-v3}\n")
     (tmp_path / "credentials.yaml").write_text(creds)
     (tmp_path / "credentials.yaml").chmod(0o600)
     (tmp_path / "inventory.yaml").write_text(
         "sites:\n  - {id: s1, name: 一号站}\n  - {id: s2, name: 二号站}\n"
-        "  - {id: s3, name: 三号站}\n"
+        "  - {id: s3, name: 三号站}\n  - {id: s4, name: 四号站}\n"
         "devices:\n"
         f"  - {{id: ups-a, kind: ups, site: s1, address: 127.0.0.1, port: {port}, "
         f"credentials: ups-a, profile: delta-ups}}\n"
@@ -76,6 +81,8 @@ def _config(tmp_path: Path, port: int) -> Config:
         f"credentials: ups-lock, profile: delta-ups}}\n"
         f"  - {{id: ups-lb, kind: ups, site: s3, address: 127.0.0.1, port: {port}, "
         f"credentials: ups-lb, profile: liebert-gp}}\n"
+        f"  - {{id: ups-v3, kind: ups, site: s4, address: 127.0.0.1, port: {port}, "
+        f"credentials: ups-v3, profile: delta-ups}}\n"
         f"  - {{id: sw-1, kind: switch, site: s1, address: 127.0.0.1, port: {port}, "
         f"credentials: ups-a}}\n")
     (tmp_path / "agent.yaml").write_text(
@@ -101,17 +108,6 @@ class World:
         self.now += seconds
         await asyncio.sleep(0)
 
-    async def poll(self, *devices: str) -> None:
-        engine = make_engine("pysnmp")
-        collector = SnmpCollector(engine, self.config.profiles)
-        try:
-            for device in devices:
-                job = snmp_job(self.config, self.config.inventory.devices[device])
-                result = await collector.poll(job)
-                assert result.up, (device, result.reason, result.detail)
-                self.state.update(result)
-        finally:
-            await engine.close()
 
     def on_battery(self, device: str) -> None:
         self.state.update(PollResult(device, self.now, 0.0, True, profile="delta-ups",
@@ -119,11 +115,35 @@ class World:
                                                        self.now)]))
 
 
+async def _poll(config: Config) -> list[PollResult]:
+    """Every UPS polled once, the daemon's way: the readings the checks look at."""
+    engine = make_engine("pysnmp")
+    collector = SnmpCollector(engine, config.profiles)
+    results = []
+    try:
+        for device in config.inventory.devices.values():
+            if device.kind == "ups":
+                result = await collector.poll(snmp_job(config, device))
+                assert result.up, (device.id, result.reason, result.detail)
+                results.append(result)
+    finally:
+        await engine.close()
+    return results
+
+
+@pytest.fixture(scope="module")
+def site(sim, tmp_path_factory) -> tuple[Config, list[PollResult]]:
+    config = _config(tmp_path_factory.mktemp("ups-config"), sim)
+    return config, asyncio.run(_poll(config))
+
+
 @pytest.fixture
-async def world(sim, tmp_path, db_url):
-    w = World(_config(tmp_path, sim), db_url)
+async def world(site, db_url):
+    config, polled = site
+    w = World(config, db_url)
+    for result in polled:
+        w.state.update(result)
     await w.store.start()
-    await w.poll("ups-a", "ups-a2", "ups-lock", "ups-lb")
     try:
         yield w
     finally:
@@ -147,6 +167,12 @@ async def test_started_by_snmp_set_and_followed_to_the_end(world):
     events = await world.store.events(test_id=test.id)
     assert [(e.kind, e.actor) for e in events] == [("started", "li.tech"), ("finished", "vigil")]
     assert events[1].data["result"] == "pass"
+
+
+async def test_snmpv3_credentials_start_a_test_too(world):
+    test = await world.tests.start("ups-v3", "deep", "li.tech")
+    done = await world.tests.wait(test.id)
+    assert (done.kind, done.result, done.discharge_seconds) == ("deep", "pass", 20.0)
 
 
 async def test_trend_drop_against_the_last_test_reaches_the_state(world):
