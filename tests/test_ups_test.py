@@ -301,3 +301,60 @@ async def test_api_roles_refusals_and_curve(world, tmp_path):
         assert "通过" in cli.stdout and "0.8" in cli.stdout
     finally:
         await runner.cleanup()
+
+
+async def test_daemon_runs_a_test_and_exports_the_trend(site, tmp_path):
+    """The agent in-process (`vigil run`'s Agent): its API starts a test on the simulated UPS,
+    follows it on the real clock, and /metrics then carries the discharge time."""
+    import socket
+
+    import aiohttp
+
+    from agent.auth import add_user
+    from agent.daemon import Agent
+
+    config, _ = site
+    source = config.path.parent
+    for name in ("credentials.yaml", "inventory.yaml"):
+        shutil.copy(source / name, tmp_path / name)
+    port = peers.free_port(socket.SOCK_STREAM)
+    (tmp_path / "agent.yaml").write_text(
+        f"agent: {{id: test}}\nlisten: 127.0.0.1:{port}\nstate_dir: state\n"
+        "snmp: {timeout: 1s, retries: 1}\nrules: {files: []}\n"
+        "schedule: {default_interval: 2s, spread_start: false}\n"
+        "ups_tests: {follow_interval: 200ms}\n")
+    (tmp_path / "state").mkdir()
+    token = add_user(tmp_path / "tokens.yaml", "li.tech", "technician")
+    agent = Agent(load_config(tmp_path / "agent.yaml"))
+    await agent.start()
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def until(check, what: str) -> None:
+                for _ in range(300):
+                    if await check():
+                        return
+                    await asyncio.sleep(0.1)
+                raise AssertionError(f"timed out waiting for {what}")
+
+            async def polled() -> bool:
+                entry = agent.state.devices["ups-a"].results.get("snmp")
+                return bool(agent.ups_tests and agent.ups_tests.ready and entry and entry.up)
+
+            await until(polled, "the first poll and the test store")
+            async with http.post(f"{base}/api/v1/ups/ups-a/tests", json={"kind": "quick"},
+                                 headers=headers) as r:
+                assert r.status == 202, await r.text()
+                test_id = (await r.json())["id"]
+
+            async def finished() -> bool:
+                async with http.get(f"{base}/api/v1/ups/tests/{test_id}", headers=headers) as r:
+                    return (await r.json())["state"] == "done"
+
+            await until(finished, "the test's result")
+            async with http.get(f"{base}/metrics") as r:
+                metrics = await r.text()
+            assert 'vigil_ups_discharge_seconds{device="ups-a"' in metrics
+    finally:
+        await agent.stop()
