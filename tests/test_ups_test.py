@@ -22,6 +22,7 @@ from collectors.snmp.engine import make_engine
 from tests import peers
 
 T0 = 1_780_000_000.0
+ROOT = Path(__file__).resolve().parents[1]
 VARIATIONS = Path(__file__).with_name("snmpsim_variations")
 ROLES = {"1.3.6.1.2.1.33.1.7.1.0": "6:upstest|id", "1.3.6.1.2.1.33.1.7.2.0": "2:upstest|lock",
          "1.3.6.1.2.1.33.1.7.3.0": "2:upstest|summary",
@@ -304,8 +305,9 @@ async def test_api_roles_refusals_and_curve(world, tmp_path):
 
 
 async def test_daemon_runs_a_test_and_exports_the_trend(site, tmp_path):
-    """The agent in-process (`vigil run`'s Agent): its API starts a test on the simulated UPS,
-    follows it on the real clock, and /metrics then carries the discharge time."""
+    """The agent in-process (`vigil run`'s Agent): a manual test is recorded, its API starts a
+    test on the simulated UPS and follows it on the real clock; /metrics then carries the
+    discharge time, and the shipped rule sees the drop against the manual test."""
     import socket
 
     import aiohttp
@@ -320,7 +322,8 @@ async def test_daemon_runs_a_test_and_exports_the_trend(site, tmp_path):
     port = peers.free_port(socket.SOCK_STREAM)
     (tmp_path / "agent.yaml").write_text(
         f"agent: {{id: test}}\nlisten: 127.0.0.1:{port}\nstate_dir: state\n"
-        "snmp: {timeout: 1s, retries: 1}\nrules: {files: []}\n"
+        "snmp: {timeout: 1s, retries: 1}\n"
+        f"rules: {{files: ['{ROOT}/config/rules/ups.yaml'], interval: 200ms}}\n"
         "schedule: {default_interval: 2s, spread_start: false}\n"
         "ups_tests: {follow_interval: 200ms}\n")
     (tmp_path / "state").mkdir()
@@ -343,6 +346,11 @@ async def test_daemon_runs_a_test_and_exports_the_trend(site, tmp_path):
                 return bool(agent.ups_tests and agent.ups_tests.ready and entry and entry.up)
 
             await until(polled, "the first poll and the test store")
+            day_ago = datetime.now(UTC) - timedelta(days=1)
+            async with http.post(f"{base}/api/v1/ups/ups-a/tests/manual", headers=headers, json={
+                    "kind": "quick", "started_at": day_ago.isoformat(), "result": "pass",
+                    "ended_at": (day_ago + timedelta(seconds=40)).isoformat()}) as r:
+                assert r.status == 201, await r.text()
             async with http.post(f"{base}/api/v1/ups/ups-a/tests", json={"kind": "quick"},
                                  headers=headers) as r:
                 assert r.status == 202, await r.text()
@@ -356,5 +364,12 @@ async def test_daemon_runs_a_test_and_exports_the_trend(site, tmp_path):
             async with http.get(f"{base}/metrics") as r:
                 metrics = await r.text()
             assert 'vigil_ups_discharge_seconds{device="ups-a"' in metrics
+            assert 'vigil_ups_discharge_previous_seconds{device="ups-a"' in metrics
+
+            async def fault() -> bool:
+                return any(f.rule == "UpsDischargeTimeDropped" and f.device == "ups-a"
+                           and f.state == "firing" for f in agent.rules.engine.active.values())
+
+            await until(fault, "the UpsDischargeTimeDropped fault")
     finally:
         await agent.stop()
