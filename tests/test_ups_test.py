@@ -373,3 +373,11 @@ async def test_daemon_runs_a_test_and_exports_the_trend(site, tmp_path):
             await until(fault, "the UpsDischargeTimeDropped fault")
     finally:
         await agent.stop()
+
+
+async def test_a_test_left_running_by_a_stopped_agent_ends_as_lost(world):
+    left = await world.store.claim("s1", "ups-a", "quick", "li.tech")
+    await world.tests.open()
+    found = await world.store.get(left.id)
+    assert (found.state, found.result) == ("done", "lost")
+    assert world.tests.ready
