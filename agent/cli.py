@@ -20,6 +20,7 @@ from agent.cli_grounding import GROUNDING_COMMANDS
 from agent.cli_reports import REPORT_COMMANDS
 from agent.cli_rules import RULE_COMMANDS
 from agent.cli_tickets import TICKET_COMMANDS
+from agent.cli_ups import UPS_COMMANDS
 from agent.plans import rtsp_overload
 from agent.yamlfile import ConfigError, ConfigErrors
 
@@ -318,7 +319,8 @@ def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus:
         duration=duration, scale=timeline_scale)))
 
 
-for command in RULE_COMMANDS + TICKET_COMMANDS + REPORT_COMMANDS + GROUNDING_COMMANDS:
+for command in (RULE_COMMANDS + TICKET_COMMANDS + REPORT_COMMANDS + GROUNDING_COMMANDS
+                + UPS_COMMANDS):
     main.add_command(command)
 
 

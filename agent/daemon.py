@@ -38,6 +38,7 @@ from agent.state import State
 from agent.ticket_metrics import TicketMetrics
 from agent.ticketing import TicketRunner
 from agent.tickets.store import TicketStore
+from agent.ups_test import Follow, UpsTests, UpsTestStore
 from agent.yamlfile import ConfigError, ConfigErrors
 from collectors.snmp.collector import SnmpCollector
 from collectors.snmp.engine import Engine, make_engine
@@ -83,6 +84,9 @@ class Agent:
         self.tickets = _ticket_runner(config, self.registry, clock)
         if self.tickets is not None:
             self.rules.after_cycle.append(self.tickets.on_cycle)
+        self.ups_tests = _ups_tests(self, clock) if self.tickets is not None else None
+        if self.ups_tests is not None:
+            self.rules.after_cycle.append(self.ups_tests.on_cycle)
         self.runner: web.AppRunner | None = None
         self.ready = False
         self._reload_lock = asyncio.Lock()
@@ -159,6 +163,11 @@ class Agent:
         self.grounding.start()
         if self.tickets is not None:
             self.tickets.start()  # opens (migrates) the store at once, in the background
+        if self.ups_tests is not None:
+            task = asyncio.get_running_loop().create_task(self.ups_tests.open_retrying(
+                lambda: self.tickets is not None and self.tickets.ready))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         self.rules.start()
         self.ready = True
         devices = len(self.config.inventory.devices)
@@ -213,6 +222,8 @@ class Agent:
         stages: list[tuple[str, Callable[[], Awaitable[Any]]]] = [("rules", self.rules.close)]
         if self.tickets is not None:
             stages.append(("tickets", self.tickets.close))
+        if self.ups_tests is not None:
+            stages.append(("ups tests", self.ups_tests.close))
         stages += [("grounding", self.grounding.close), ("events", self.events.close)]
         if self.runner is not None:
             stages.append(("http", self.runner.cleanup))
@@ -255,6 +266,15 @@ def _ticket_runner(config: Config, registry: CollectorRegistry,
     notifier = Notifier(list(settings.notifications.channels), dead_letters=dead, clock=clock,
                         registry=registry)
     return TicketRunner(config, store, notifier, clock, TicketMetrics(registry))
+
+
+def _ups_tests(agent: Agent, clock: Callable[[], float]) -> UpsTests:
+    """UPS battery tests, in the ticket store's database (docs/ups-test.md)."""
+    settings = agent.config.settings
+    follow = settings.ups_tests
+    return UpsTests(lambda: agent.config, agent.state,
+                    UpsTestStore(settings.tickets.url, settings.agent.id, clock, migrate=False),
+                    Follow(follow.follow_interval, follow.start_grace, follow.max_duration), clock)
 
 
 def _same_profiles(old: Config, new: Config) -> bool:

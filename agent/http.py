@@ -24,6 +24,7 @@ from agent.auth import Authenticator, Users
 from agent.grounding_api import add_grounding_routes
 from agent.reports.api import add_report_routes
 from agent.tickets_api import add_ticket_routes
+from agent.ups_test_api import add_ups_test_routes
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -54,6 +55,8 @@ def make_app(agent: Agent) -> web.Application:
                       inventory=lambda: agent.config.inventory,
                       policy=lambda: agent.tickets.policy if agent.tickets else None)
     add_grounding_routes(app, lambda: agent.grounding, auth)
+    add_ups_test_routes(app, lambda: agent.ups_tests if agent.ups_tests is not None
+                        and agent.ups_tests.ready else None, auth)
     return app
 
 

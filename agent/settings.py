@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, create_model, field_validator
 
 from agent.configbase import Duration, Strict
 from agent.notify.model import Channel
+from agent.ups_test_settings import UpsTestSettings
 from agent.validation import attribute_docs
 from collectors.video.quality import QualityThresholds
 
@@ -342,6 +343,8 @@ class Settings(Strict):
     alertmanager: Alertmanager = Field(default_factory=Alertmanager,
                                        description="Forwarding faults to Alertmanager.")
     tickets: Tickets = Field(default_factory=Tickets, description="Tickets and escalation.")
+    ups_tests: UpsTestSettings = Field(default_factory=UpsTestSettings,
+                                       description="UPS battery tests (docs/ups-test.md).")
     notifications: Notifications = Field(default_factory=Notifications,
                                          description="Notification channels.")
 

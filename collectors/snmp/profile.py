@@ -235,6 +235,27 @@ class Match(_Model):
         return value
 
 
+class BatteryTest(_Model):
+    """How to start and follow a UPS battery test over SNMP (see docs/ups-test.md). UPS-MIB
+    (RFC 1628) declares it in ups-mib.yaml; a vendor profile may declare its own."""
+
+    start: Oid = Field(..., description="Scalar OID (without `.0`) written to start a test, "
+                                        "e.g. upsTestId 1.3.6.1.2.1.33.1.7.1.")
+    type: Literal["oid", "integer"] = Field("oid", description="SNMP type of the value "
+                                                                "written to `start`.")
+    modes: dict[Literal["quick", "deep"], str] = Field(
+        ..., min_length=1, description="Value written per test kind: `quick` (a short battery "
+                                       "test), `deep` (a discharge to low battery).")
+    spin_lock: Oid | None = Field(None, description="TestAndIncr spin lock read before and "
+                                                    "written with the start (upsTestSpinLock).")
+    result: Oid = Field(..., description="Scalar OID of the test result summary.")
+    result_map: Annotated[dict[int | str, int], BeforeValidator(_enum_keys)] = Field(
+        default_factory=dict,
+        description="Vendor result codes onto UPS-MIB's (1 pass, 2 warning, 3 error, "
+                    "4 aborted, 5 in progress, 6 none); empty: the codes are UPS-MIB's.")
+    detail: Oid | None = Field(None, description="Scalar OID of the result detail text.")
+
+
 class ProfileFile(_Model):
     """Top level of a profile file (`<name>.yaml`)."""
 
@@ -246,6 +267,8 @@ class ProfileFile(_Model):
     match: Match = Field(default_factory=Match, description="Auto-detection rules.")
     priority: int = Field(0, description="Breaks ties between matching profiles (higher wins).")
     metrics: list[MetricDef] = Field(default_factory=list, description="The metrics.")
+    battery_test: BatteryTest | None = Field(
+        None, description="The UPS battery test this device can run (docs/ups-test.md).")
     traps: list[TrapDef] = Field(
         default_factory=list,
         description="SNMP traps these devices send and the events they become (see "
@@ -331,6 +354,13 @@ class ProfileSet:
 
     def names(self) -> set[str]:
         return set(self.profiles)
+
+    def battery_test(self, name: str) -> BatteryTest | None:
+        """The battery test of profile `name`: its own, else the last included one's."""
+        found = None
+        for part in _included(self.profiles[name], self.profiles):
+            found = part.model.battery_test or found
+        return found
 
 
 def load_profiles(extra_dirs: list[Path] = ()) -> ProfileSet:
