@@ -30,6 +30,7 @@ from agent.evidence import EvidenceStore
 from agent.exporter import AgentMetrics, StateCollector, TrapCounters
 from agent.fault_metrics import FaultCollector
 from agent.http import make_app
+from agent.inspections import InspectionMetrics, InspectionRunner, InspectionService
 from agent.notify import JsonlDeadLetters, Notifier
 from agent.plans import rtsp_overload, video_thresholds
 from agent.scheduler import PollScheduler
@@ -78,6 +79,7 @@ class Agent:
         self.tickets = _ticket_runner(config, self.registry, clock)
         if self.tickets is not None:
             self.rules.after_cycle.append(self.tickets.on_cycle)
+        self.inspections = _inspection_runner(self, clock)
         self.runner: web.AppRunner | None = None
         self.ready = False
         self._reload_lock = asyncio.Lock()
@@ -151,6 +153,8 @@ class Agent:
         self.scheduler.start()
         if self.tickets is not None:
             self.tickets.start()  # opens (migrates) the store at once, in the background
+        if self.inspections is not None:
+            self.inspections.start()
         self.rules.start()
         self.ready = True
         devices = len(self.config.inventory.devices)
@@ -203,6 +207,8 @@ class Agent:
         for task in list(self._background):
             task.cancel()
         stages: list[tuple[str, Callable[[], Awaitable[Any]]]] = [("rules", self.rules.close)]
+        if self.inspections is not None:
+            stages.append(("inspections", self.inspections.close))
         if self.tickets is not None:
             stages.append(("tickets", self.tickets.close))
         stages += [("events", self.events.close)]
@@ -247,6 +253,17 @@ def _ticket_runner(config: Config, registry: CollectorRegistry,
     notifier = Notifier(list(settings.notifications.channels), dead_letters=dead, clock=clock,
                         registry=registry)
     return TicketRunner(config, store, notifier, clock, TicketMetrics(registry))
+
+
+def _inspection_runner(agent: Agent, clock: Callable[[], float]) -> InspectionRunner | None:
+    """Inspections live in the ticket store: none without it."""
+    tickets = agent.tickets
+    if tickets is None:
+        return None
+    settings = lambda: agent.config.settings.inspections  # noqa: E731  # follows reloads
+    service = InspectionService(tickets.store, settings, lambda: agent.state)
+    return InspectionRunner(service, settings, lambda: tickets.ready,
+                            InspectionMetrics(agent.registry), clock)
 
 
 def _same_profiles(old: Config, new: Config) -> bool:

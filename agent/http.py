@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api import add_routes
 from agent.auth import Authenticator, Users
+from agent.inspections_api import add_inspection_routes
 from agent.tickets_api import add_ticket_routes
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ def make_app(agent: Agent) -> web.Application:
     add_routes(app, AGENT_KEY, auth)
     add_ticket_routes(app, lambda: agent.tickets.store if agent.tickets is not None
                       and agent.tickets.ready else None, auth)
+    add_inspection_routes(app, lambda: agent.inspections.service if agent.inspections
+                          is not None and agent.tickets is not None and agent.tickets.ready
+                          else None, auth)
     return app
 
 

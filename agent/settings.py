@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, create_model, field_validator
 
 from agent.configbase import Duration, Strict
+from agent.inspection_schedule import Inspections
 from agent.notify.model import Channel
 from agent.validation import attribute_docs
 from collectors.video.quality import QualityThresholds
@@ -341,6 +342,8 @@ class Settings(Strict):
     tickets: Tickets = Field(default_factory=Tickets, description="Tickets and escalation.")
     notifications: Notifications = Field(default_factory=Notifications,
                                          description="Notification channels.")
+    inspections: Inspections = Field(default_factory=Inspections,
+                                     description="Periodic inspections (docs/inspections.md).")
 
     @field_validator("listen")
     @classmethod
