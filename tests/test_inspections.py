@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import os
+import socket
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,8 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from agent.auth import Authenticator, FailureLimiter, Users, add_user
+from agent.config import load_config
+from agent.daemon import Agent
 from agent.inspection_prefill import SECTIONS
 from agent.inspection_schedule import Inspections, due_inspections
 from agent.inspections import InspectionMetrics, InspectionRunner, InspectionService, Row
@@ -33,6 +36,7 @@ from agent.inventory import Device, Inventory, Site
 from agent.state import State
 from agent.tickets.store import TicketStore
 from collectors.reading import PollResult, Reading
+from tests import peers
 
 SH = ZoneInfo("Asia/Shanghai")
 ROLES = ("engineer", "technician", "owner", "viewer")
@@ -498,3 +502,46 @@ async def test_overdue_metric(site) -> None:
     assert series()['vigil_inspection_overdue{kind="monthly",site="dh"}'] == 0
     assert series()['vigil_inspection_due_timestamp_seconds{kind="monthly",site="dh"}'] == \
         at(2027, 6, 26).timestamp()
+
+
+# -- in the daemon ----------------------------------------------------------------------------
+
+async def test_in_the_running_agent(tmp_path: Path) -> None:
+    """The daemon's wiring: the runner creates this period's inspections in the agent's
+    ticket store, /metrics shows them, the API is served on the agent's port."""
+    (tmp_path / "credentials.yaml").write_text("credentials: {}\n")
+    (tmp_path / "credentials.yaml").chmod(0o600)
+    (tmp_path / "inventory.yaml").write_text(
+        "sites:\n  - {id: dh, name: 东湖社区}\ndevices:\n"
+        "  - {id: cam-1, kind: fixed_camera, site: dh, address: 127.0.0.1, snmp: false,"
+        " reachability: {enabled: false}}\n")
+    port = peers.free_port(socket.SOCK_STREAM)
+    (tmp_path / "agent.yaml").write_text(
+        f"agent: {{id: branch-dh}}\nlisten: 127.0.0.1:{port}\nstate_dir: state\n"
+        "rules: {files: []}\nreachability: {enabled: false}\n"
+        "inspections: {schedules: {monthly: {period: month, due_after: 1d, checklist: "
+        "[{id: cabinet_tidy, zh: 机柜整洁, en: Cabinet tidy}]}}}\n")
+    tokens = tmp_path / "tokens.yaml"
+    viewer = add_user(tokens, "viewer-1", "viewer")
+    clock = Clock(datetime.now(UTC))
+    agent = Agent(load_config(tmp_path / "agent.yaml"), clock)
+    await agent.start()
+    try:
+        for _ in range(200):
+            if agent.tickets.ready:
+                break
+            await asyncio.sleep(0.05)
+        assert agent.inspections is not None
+        await agent.inspections.tick()
+        clock.t += 40 * 86400  # a month and more later: last month's visit is overdue
+        await agent.inspections.tick()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                metrics = await r.text()
+            async with http.get(f"http://127.0.0.1:{port}/api/v1/inspections?site=dh",
+                                headers={"Authorization": f"Bearer {viewer}"}) as r:
+                listed = await r.json()
+        assert 'vigil_inspection_overdue{kind="monthly",site="dh"} 1.0' in metrics
+        assert len(listed) == 2 and {i["state"] for i in listed} == {"open"}
+    finally:
+        await agent.stop()
