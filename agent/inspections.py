@@ -158,6 +158,8 @@ def _text(value: Any) -> str | None:
         return value.strip()
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
+    if isinstance(value, datetime):  # a date typed into a note: Excel made it a date cell
+        return value.isoformat(sep=" ")
     return None
 
 

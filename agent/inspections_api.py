@@ -110,9 +110,9 @@ def add_inspection_routes(app: web.Application,
         rows = []
         for index, entry in enumerate(body["results"]):
             if not isinstance(entry, dict) or set(entry) - {"item", "device", "status", "note"}:
-                raise SheetRefused([Problem(index, "-", "an object with item, device?, "
-                                                        "status, note?")])
-            rows.append(Row(index, entry.get("item"), entry.get("device", ""),
+                raise SheetRefused([Problem(f"results[{index}]", "-", "an object with item, "
+                                                                       "device?, status, note?")])
+            rows.append(Row(f"results[{index}]", entry.get("item"), entry.get("device", ""),
                             entry.get("status"), entry.get("note", "")))
         count = await service().record(inspection_id, user_of(request).name, rows)
         return {"recorded": count}
