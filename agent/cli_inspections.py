@@ -158,6 +158,14 @@ def create(c: _Ctx, site: str, kind: str, period: str) -> None:
                f"({i['state']})")
 
 
+@inspections.command("refresh")
+@click.argument("inspection_id", type=int)
+@click.pass_obj
+def refresh(c: _Ctx, inspection_id: int) -> None:
+    """Pre-fill the sheet again from today's readings and tickets (until submitted)."""
+    _post_json(c, inspection_id, "refresh", {})
+
+
 @inspections.command("record")
 @click.argument("inspection_id", type=int)
 @click.option("--item", required=True, help="Checklist item id.")

@@ -443,6 +443,8 @@ async def test_cli(api: Api, tmp_path: Path) -> None:
 
     code, out, _ = await vigil("list")
     assert code == 0 and "待巡检" in out and "2027-05" in out
+    code, out, _ = await vigil("refresh", str(inspection.id))
+    assert code == 0 and "open" in out
     sheet = tmp_path / "sheet.csv"
     assert (await vigil("export", str(inspection.id), "-o", str(sheet)))[0] == 0
     lines = sheet.read_text(encoding="utf-8-sig").splitlines()
