@@ -123,17 +123,17 @@ def read_sheet(data: bytes, filename: str = "") -> list[Row]:
         raise SheetRefused([Problem(len(table), "-", f"more than {MAX_ROWS} rows")])
     where = {name: header.index(name) for name in COLUMNS}
     columns = tuple(_col(where[n], n) for n in ("item", "device", "status", "note"))
-    rows = []
+    rows, outside = [], []
     for number, values in enumerate(table[1:], start=2):
-        extra = [i for i, v in enumerate(values) if i >= len(header) and _filled(v)]
-        if extra:
-            raise SheetRefused([Problem(number, _col(i, "?"), "a value outside the columns")
-                                for i in extra])
+        outside += [Problem(number, _col(i, "?"), "a value outside the columns")
+                    for i, v in enumerate(values) if i >= len(header) and _filled(v)]
         cells = {n: values[i] if i < len(values) else None for n, i in where.items()}
         if not any(_filled(v) for v in cells.values()):
             continue  # a blank line
         rows.append(Row(number, cells["item"], cells["device"], cells["status"],
                         cells["note"], columns))  # type: ignore[arg-type]
+    if outside:
+        raise SheetRefused(outside)
     return rows
 
 

@@ -402,6 +402,10 @@ BAD_SHEETS = {
          (5, "D (status)", "status 'fine'"),
          (6, "B (device)", "is per device"),
          (7, "E (note)", "an issue needs a note")]),
+    "values outside the columns": (csv_sheet("cabinet_tidy,,x,ok,,extra", "pole_box_rust,,x,ok,",
+                                             "connectors_cables,,x,ok,,,more"),
+                                   [(2, "F (?)", "outside the columns"),
+                                    (4, "G (?)", "outside the columns")]),
     "a row twice": (csv_sheet("cabinet_tidy,,x,ok,", "cabinet_tidy,,x,na,"),
                     [(3, "A (item)", "given twice (also row 2)")]),
 }
