@@ -17,6 +17,7 @@ import click
 
 from agent.cli_common import CONFIG_OPTION, _load, _table
 from agent.cli_grounding import GROUNDING_COMMANDS
+from agent.cli_inspections import INSPECTION_COMMANDS
 from agent.cli_reports import REPORT_COMMANDS
 from agent.cli_rules import RULE_COMMANDS
 from agent.cli_tickets import TICKET_COMMANDS
@@ -320,7 +321,7 @@ def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus:
 
 
 for command in (RULE_COMMANDS + TICKET_COMMANDS + REPORT_COMMANDS + GROUNDING_COMMANDS
-                + UPS_COMMANDS):
+                + UPS_COMMANDS + INSPECTION_COMMANDS):
     main.add_command(command)
 
 

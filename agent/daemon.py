@@ -31,6 +31,7 @@ from agent.exporter import AgentMetrics, StateCollector, TrapCounters
 from agent.fault_metrics import FaultCollector
 from agent.grounding_stage import GroundingStage, Subjects
 from agent.http import make_app
+from agent.inspections import InspectionMetrics, InspectionRunner, InspectionService
 from agent.notify import JsonlDeadLetters, Notifier
 from agent.plans import rtsp_overload, video_thresholds
 from agent.scheduler import PollScheduler
@@ -87,6 +88,7 @@ class Agent:
         self.ups_tests = _ups_tests(self, clock) if self.tickets is not None else None
         if self.ups_tests is not None:
             self.rules.after_cycle.append(self.ups_tests.on_cycle)
+        self.inspections = _inspection_runner(self, clock)
         self.runner: web.AppRunner | None = None
         self.ready = False
         self._reload_lock = asyncio.Lock()
@@ -168,6 +170,8 @@ class Agent:
                 lambda: self.tickets is not None and self.tickets.ready))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+        if self.inspections is not None:
+            self.inspections.start()
         self.rules.start()
         self.ready = True
         devices = len(self.config.inventory.devices)
@@ -220,6 +224,8 @@ class Agent:
         for task in list(self._background):
             task.cancel()
         stages: list[tuple[str, Callable[[], Awaitable[Any]]]] = [("rules", self.rules.close)]
+        if self.inspections is not None:
+            stages.append(("inspections", self.inspections.close))
         if self.tickets is not None:
             stages.append(("tickets", self.tickets.close))
         if self.ups_tests is not None:
@@ -275,6 +281,15 @@ def _ups_tests(agent: Agent, clock: Callable[[], float]) -> UpsTests:
     return UpsTests(lambda: agent.config, agent.state,
                     UpsTestStore(settings.tickets.url, settings.agent.id, clock, migrate=False),
                     Follow(follow.follow_interval, follow.start_grace, follow.max_duration), clock)
+def _inspection_runner(agent: Agent, clock: Callable[[], float]) -> InspectionRunner | None:
+    """Inspections live in the ticket store: none without it."""
+    tickets = agent.tickets
+    if tickets is None:
+        return None
+    settings = lambda: agent.config.settings.inspections  # noqa: E731  # follows reloads
+    service = InspectionService(tickets.store, settings, lambda: agent.state)
+    return InspectionRunner(service, settings, lambda: tickets.ready,
+                            InspectionMetrics(agent.registry), clock)
 
 
 def _same_profiles(old: Config, new: Config) -> bool:

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agent.api import add_routes
 from agent.auth import Authenticator, Users
 from agent.grounding_api import add_grounding_routes
+from agent.inspections_api import add_inspection_routes
 from agent.reports.api import add_report_routes
 from agent.tickets_api import add_ticket_routes
 from agent.ups_test_api import add_ups_test_routes
@@ -57,6 +58,9 @@ def make_app(agent: Agent) -> web.Application:
     add_grounding_routes(app, lambda: agent.grounding, auth)
     add_ups_test_routes(app, lambda: agent.ups_tests if agent.ups_tests is not None
                         and agent.ups_tests.ready else None, auth)
+    add_inspection_routes(app, lambda: agent.inspections.service if agent.inspections
+                          is not None and agent.tickets is not None and agent.tickets.ready
+                          else None, auth)
     return app
 
 

@@ -61,6 +61,8 @@ def _default(field: Any) -> str:
         return "**required**"
     if field.default_factory is not None:
         value = field.default_factory()
+        if isinstance(value, dict) and any(isinstance(v, BaseModel) for v in value.values()):
+            return ", ".join(f"`{key}`" for key in value)  # shipped entries: named, not dumped
         return f"`{value}`" if value not in ({}, []) and not isinstance(value, BaseModel) else "—"
     if field.default is None or field.default is PydanticUndefined:
         return "—"
@@ -215,6 +217,13 @@ def metrics_reference() -> str:
              "between two measurements (inventory `measure_every`, default 182 days) |",
              "| `vigil_grounding_last_measured_timestamp_seconds` | gauge | when it was last "
              "measured |",
+             "",
+             "## Inspections (agent/inspections.py)\n",
+             "| metric | type | meaning |", "|---|---|---|",
+             "| `vigil_inspection_overdue` | gauge | 1 when an inspection of the site and kind "
+             "is still open (not submitted) after its due time, by site and kind |",
+             "| `vigil_inspection_due_timestamp_seconds` | gauge | when it is (or was) due: the "
+             "oldest overdue inspection's, else this period's |",
              "",
              "## Device metrics (from profiles)\n",
              "| metric | type | meaning |", "|---|---|---|"]

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, create_model, field_validator
 
 from agent.configbase import Duration, Strict
+from agent.inspection_schedule import Inspections
 from agent.notify.model import Channel
 from agent.ups_test_settings import UpsTestSettings
 from agent.validation import attribute_docs
@@ -347,6 +348,8 @@ class Settings(Strict):
                                        description="UPS battery tests (docs/ups-test.md).")
     notifications: Notifications = Field(default_factory=Notifications,
                                          description="Notification channels.")
+    inspections: Inspections = Field(default_factory=Inspections,
+                                     description="Periodic inspections (docs/inspections.md).")
 
     @field_validator("listen")
     @classmethod
