@@ -17,6 +17,7 @@ import click
 
 from agent.cli_common import CONFIG_OPTION, _load, _table
 from agent.cli_rules import RULE_COMMANDS
+from agent.cli_stats import stats
 from agent.cli_tickets import TICKET_COMMANDS
 from agent.plans import rtsp_overload
 from agent.yamlfile import ConfigError, ConfigErrors
@@ -314,7 +315,7 @@ def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus:
         duration=duration, scale=timeline_scale)))
 
 
-for command in RULE_COMMANDS + TICKET_COMMANDS:
+for command in [*RULE_COMMANDS, *TICKET_COMMANDS, stats]:
     main.add_command(command)
 
 

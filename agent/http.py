@@ -6,7 +6,8 @@ GET /-/ready       200 once the configuration is loaded and polling has started,
 POST /-/reload     reload the configuration (same as SIGHUP); 200 or 400 with the errors
 GET /evidence/{device}          the device's evidence files (JSON list, newest last)
 GET /evidence/{device}/{name}   one evidence file (the JPEG a picture fault was seen in)
-/api/v1/...        faults, silences and rules (agent/api.py); tickets (agent/tickets_api.py)
+/api/v1/...        faults, silences and rules (agent/api.py); tickets (agent/tickets_api.py);
+                   statistics (agent/statistics_api.py)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api import add_routes
 from agent.auth import Authenticator, Users
+from agent.statistics_api import add_statistics_routes
 from agent.tickets_api import add_ticket_routes
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ def make_app(agent: Agent) -> web.Application:
     add_routes(app, AGENT_KEY, auth)
     add_ticket_routes(app, lambda: agent.tickets.store if agent.tickets is not None
                       and agent.tickets.ready else None, auth)
+    add_statistics_routes(app, lambda: agent.tickets if agent.tickets is not None
+                          and agent.tickets.ready else None, auth)
     return app
 
 
