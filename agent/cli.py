@@ -20,6 +20,7 @@ from agent.cli_grounding import GROUNDING_COMMANDS
 from agent.cli_inspections import INSPECTION_COMMANDS
 from agent.cli_reports import REPORT_COMMANDS
 from agent.cli_rules import RULE_COMMANDS
+from agent.cli_stats import stats
 from agent.cli_tickets import TICKET_COMMANDS
 from agent.cli_ups import UPS_COMMANDS
 from agent.plans import rtsp_overload
@@ -321,7 +322,7 @@ def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus:
 
 
 for command in (RULE_COMMANDS + TICKET_COMMANDS + REPORT_COMMANDS + GROUNDING_COMMANDS
-                + UPS_COMMANDS + INSPECTION_COMMANDS):
+                + UPS_COMMANDS + INSPECTION_COMMANDS + [stats]):
     main.add_command(command)
 
 

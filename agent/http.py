@@ -8,6 +8,7 @@ GET /evidence/{device}          the device's evidence files (JSON list, newest l
 GET /evidence/{device}/{name}   one evidence file (the JPEG a picture fault was seen in)
 /api/v1/...        faults, silences and rules (agent/api.py); tickets (agent/tickets_api.py);
                    reports (agent/reports/api.py)
+                   statistics (agent/statistics_api.py)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agent.auth import Authenticator, Users
 from agent.grounding_api import add_grounding_routes
 from agent.inspections_api import add_inspection_routes
 from agent.reports.api import add_report_routes
+from agent.statistics_api import add_statistics_routes
 from agent.tickets_api import add_ticket_routes
 from agent.ups_test_api import add_ups_test_routes
 
@@ -61,6 +63,8 @@ def make_app(agent: Agent) -> web.Application:
     add_inspection_routes(app, lambda: agent.inspections.service if agent.inspections
                           is not None and agent.tickets is not None and agent.tickets.ready
                           else None, auth)
+    add_statistics_routes(app, lambda: agent.tickets if agent.tickets is not None
+                          and agent.tickets.ready else None, auth)
     return app
 
 

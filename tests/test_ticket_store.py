@@ -240,12 +240,12 @@ def test_migration_from_concurrent_processes(db_url: str) -> None:
             peers.stop(p)
     for p, (out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
-        assert out.strip() == "0001"
+        assert out.strip() == head()
     engine = create_engine(sync_url(db_url))
     try:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == \
-                [("0001",)]
+                [(head(),)]
             assert conn.execute(text("SELECT count(*) FROM tickets")).scalar() == 0
     finally:
         engine.dispose()
