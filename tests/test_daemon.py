@@ -46,7 +46,7 @@ def write_config(work: Path, sim_port: int, recordings: list[str], interval: str
                                          + devices + extra_devices)
     port = peers.free_port(socket.SOCK_STREAM)
     (work / "agent.yaml").write_text(
-        f"agent: {{id: test}}\nlisten: 127.0.0.1:{port}\n"
+        f"agent: {{id: test}}\nlisten: 127.0.0.1:{port}\nstate_dir: state\n"
         f"schedule: {{default_interval: {interval}}}\nsnmp: {{timeout: 1s, retries: 1}}\n")
     return work / "agent.yaml"
 
