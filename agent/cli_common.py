@@ -35,8 +35,16 @@ def _api(config_path: Path, url: str | None) -> str:
 
 def api_call(method: str, url: str, body: dict | None = None, token: str | None = None
              ) -> Any:
-    """One request to the agent's API; an error answer or no answer ends the command with
-    the reason (exit 1, or 2 when the agent cannot be reached)."""
+    """One JSON request to the agent's API; an error answer or no answer ends the command
+    with the reason (exit 1, or 2 when the agent cannot be reached)."""
+    content, _ = api_request(method, url, body, token)
+    return json.loads(content or b"null")
+
+
+def api_request(method: str, url: str, body: dict | None = None, token: str | None = None,
+                timeout: float = 10.0) -> tuple[bytes, Any]:
+    """One request to the agent's API: (body bytes, response headers). Errors end the
+    command like `api_call`."""
     import urllib.error
     import urllib.request
 
@@ -49,8 +57,8 @@ def api_call(method: str, url: str, body: dict | None = None, token: str | None 
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read(), response.headers
     except urllib.error.HTTPError as exc:
         try:
             message = json.loads(exc.read()).get("error", exc.reason)
@@ -64,7 +72,6 @@ def api_call(method: str, url: str, body: dict | None = None, token: str | None 
         click.echo(f"error: cannot reach the agent at {url}: "
                    f"{getattr(exc, 'reason', exc)} (is `vigil run` running?)", err=True)
         sys.exit(2)
-
 
 
 def _load(path: Path) -> Config:

@@ -6,7 +6,6 @@ written, 2 the agent is unreachable.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from urllib.parse import unquote, urlencode
 
 import click
 
-from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api
+from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api, api_request
 
 FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(["html", "pdf", "xlsx"]),
                              default="pdf", show_default=True)
@@ -29,27 +28,8 @@ OUTPUT_OPTION = click.option(
 def download(url: str, token: str | None) -> tuple[bytes, str]:
     """GET a binary answer from the agent: (body, suggested file name). Errors end the
     command like `api_call` (exit 1 with the API's reason, 2 when unreachable)."""
-    import urllib.error
-    import urllib.request
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.read(), _filename(response.headers.get("Content-Disposition", ""))
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", exc.reason)
-        except (ValueError, AttributeError):
-            message = exc.reason
-        click.echo(f"error ({exc.code}): {message}", err=True)
-        if exc.code == 401 and not token:
-            click.echo("give --token or set $VIGIL_TOKEN", err=True)
-        sys.exit(1)
-    except (urllib.error.URLError, OSError) as exc:
-        click.echo(f"error: cannot reach the agent at {url}: "
-                   f"{getattr(exc, 'reason', exc)} (is `vigil run` running?)", err=True)
-        sys.exit(2)
+    content, headers = api_request("GET", url, token=token, timeout=120)
+    return content, _filename(headers.get("Content-Disposition", ""))
 
 
 def _filename(disposition: str) -> str:
