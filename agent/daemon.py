@@ -29,6 +29,7 @@ from agent.events import Events, trap_counters
 from agent.evidence import EvidenceStore
 from agent.exporter import AgentMetrics, StateCollector, TrapCounters
 from agent.fault_metrics import FaultCollector
+from agent.history import history_runner
 from agent.http import make_app
 from agent.notify import JsonlDeadLetters, Notifier
 from agent.plans import rtsp_overload, video_thresholds
@@ -78,6 +79,10 @@ class Agent:
         self.tickets = _ticket_runner(config, self.registry, clock)
         if self.tickets is not None:
             self.rules.after_cycle.append(self.tickets.on_cycle)
+        self.history = history_runner(config.settings, lambda: self.config.profiles.catalogue,
+                                      self._poll_interval, lambda: self.state.devices, clock)
+        if self.history is not None:
+            self.state.observers.append(self.history.observe)
         self.runner: web.AppRunner | None = None
         self.ready = False
         self._reload_lock = asyncio.Lock()
@@ -130,6 +135,8 @@ class Agent:
         self.rules.adopt(config)
         if self.tickets is not None:
             self.tickets.adopt(config)
+        if self.history is not None:
+            self.history.adopt(config.settings)
         if config.settings.tickets.enabled != (self.tickets is not None):
             log.warning("tickets.enabled changed: restart the agent to apply it")
         overload = rtsp_overload(config)
@@ -152,6 +159,8 @@ class Agent:
         if self.tickets is not None:
             self.tickets.start()  # opens (migrates) the store at once, in the background
         self.rules.start()
+        if self.history is not None:
+            self.history.start()
         self.ready = True
         devices = len(self.config.inventory.devices)
         log.info("listening on http://%s, polling %d devices (%s) with the %s SNMP engine",
@@ -205,6 +214,8 @@ class Agent:
         stages: list[tuple[str, Callable[[], Awaitable[Any]]]] = [("rules", self.rules.close)]
         if self.tickets is not None:
             stages.append(("tickets", self.tickets.close))
+        if self.history is not None:
+            stages.append(("history", self.history.close))
         stages += [("events", self.events.close)]
         if self.runner is not None:
             stages.append(("http", self.runner.cleanup))
