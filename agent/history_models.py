@@ -1,19 +1,19 @@
 """Tables of the readings history (in the ticket store's database, on its `Base`).
 
-Rows are summaries, never raw readings: per device, metric and labels one row per bucket
-(`history.interval`, 5 minutes by default) and one per local day; per device and collector
-the seconds it was up, down and unknown. Every table's primary key is its natural key
-(device, metric, labels, bucket), so writing a bucket again replaces it (an idempotent
-upsert): a retry or a restart never counts a bucket twice. `labels` is the canonical JSON
-of the reading's labels (sorted keys, no spaces; `{}` for none), so it can be compared and
-indexed as text on SQLite and PostgreSQL alike.
+Rows are summaries, never raw readings: per series (device, metric and labels) one row per
+bucket (`history.interval`, 5 minutes by default) and one per local day; per device and
+collector the seconds it was up, down and unknown. Every table's primary key is its natural
+key (series, bucket), so writing a bucket again replaces it (an idempotent upsert): a retry
+or a restart never counts a bucket twice. A series' `labels` is the canonical JSON of the
+reading's labels (sorted keys, no spaces; `{}` for none), so it can be compared and indexed
+as text on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, Float, Index, Integer, String, Text
+from sqlalchemy import Date, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agent.tickets.models import Base, UtcDateTime
@@ -23,13 +23,26 @@ DEVICE_COLLECTOR = "device"
 (SNMP, else ONVIF, RTSP, reachability), as `vigil_device_up` exports it."""
 
 
+class Series(Base):
+    """One series: a device's metric with one label set. Bucket and daily rows refer to it by
+    its integer id, so they do not repeat three strings each (a third of the bytes per row:
+    docs/history.md)."""
+
+    __tablename__ = "history_series"
+    __table_args__ = (UniqueConstraint("device", "metric", "labels",
+                                       name="uq_history_series"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device: Mapped[str] = mapped_column(String(128))
+    metric: Mapped[str] = mapped_column(String(128))
+    labels: Mapped[str] = mapped_column(Text)
+
+
 class ReadingBucket(Base):
     __tablename__ = "history_readings"
     __table_args__ = (Index("ix_history_readings_start", "start"),)
 
-    device: Mapped[str] = mapped_column(String(128), primary_key=True)
-    metric: Mapped[str] = mapped_column(String(128), primary_key=True)
-    labels: Mapped[str] = mapped_column(Text, primary_key=True)
+    series: Mapped[int] = mapped_column(Integer, primary_key=True)
     start: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
     seconds: Mapped[int] = mapped_column(Integer)  # width of the bucket
     min: Mapped[float] = mapped_column(Float)
@@ -42,9 +55,7 @@ class ReadingDay(Base):
     __tablename__ = "history_readings_daily"
     __table_args__ = (Index("ix_history_readings_daily_day", "day"),)
 
-    device: Mapped[str] = mapped_column(String(128), primary_key=True)
-    metric: Mapped[str] = mapped_column(String(128), primary_key=True)
-    labels: Mapped[str] = mapped_column(Text, primary_key=True)
+    series: Mapped[int] = mapped_column(Integer, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)  # in `history.timezone`
     min: Mapped[float] = mapped_column(Float)
     max: Mapped[float] = mapped_column(Float)

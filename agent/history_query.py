@@ -39,6 +39,7 @@ from agent.history_models import (
     ReadingBucket,
     ReadingDay,
     RolledDay,
+    Series,
 )
 from agent.history_store import day_range, local_day
 from agent.tickets.models import Ticket, TicketEvent
@@ -164,19 +165,22 @@ class HistoryQuery:
                              f"not {resolution!r}")
         table = ReadingBucket if resolution == "bucket" else ReadingDay
         when = table.start if table is ReadingBucket else table.day
-        query = select(table).where(table.device == device, table.metric == metric)
+        query = select(when.label("at"), Series.labels, table.min, table.max, table.sum,
+                       table.count) \
+            .join(Series, Series.id == table.series) \
+            .where(Series.device == device, Series.metric == metric)
         if table is ReadingBucket:
             query = query.where(when >= start, when < end)
         else:
             query = query.where(when >= local_day(start, self.zone),
                                 when < local_day(end, self.zone))
         if labels is not None:
-            query = query.where(table.labels == labels_key(labels))
+            query = query.where(Series.labels == labels_key(labels))
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query.order_by(when, table.labels))).all()
+            rows = (await conn.execute(query.order_by(when, Series.labels))).all()
         out = []
         for row in rows:
-            at = row.start if table is ReadingBucket else day_range(row.day, self.zone)[0]
+            at = row.at if table is ReadingBucket else day_range(row.at, self.zone)[0]
             out.append(Point(at, json.loads(row.labels), row.min, row.max, row.sum, row.count))
         return out
 

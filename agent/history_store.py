@@ -31,6 +31,7 @@ from agent.history_models import (
     ReadingBucket,
     ReadingDay,
     RolledDay,
+    Series,
 )
 from agent.tickets.migrations import upgrade_to_head
 from agent.tickets.store import _sqlite_setup
@@ -80,6 +81,7 @@ class HistoryStore:
         if self.sqlite:
             _sqlite_setup(self.engine, busy_timeout, "BEGIN IMMEDIATE")
         self._dialect_insert = sqlite.insert if self.sqlite else postgresql.insert
+        self._series: dict[tuple[str, str, str], int] = {}  # (device, metric, labels) -> id
 
     async def start(self) -> None:
         if self.migrate:
@@ -98,29 +100,61 @@ class HistoryStore:
 
     async def write(self, batch: Batch) -> None:
         """Upsert one batch in one transaction (replaces rows already there)."""
-        async with self.engine.begin() as conn:
-            for table, key, rows in (
-                    (ReadingBucket.__table__, ("device", "metric", "labels", "start"),
-                     batch.readings),
-                    (AvailabilityBucket.__table__, ("device", "collector", "start"),
-                     batch.availability)):
-                if not rows:
-                    continue
-                if self.sqlite:
-                    await conn.execute(self._upsert(table, key), rows)
-                else:
-                    await _copy_upsert(conn, table, key, rows)
+        try:
+            async with self.engine.begin() as conn:
+                readings = await self._with_series(conn, batch.readings)
+                for table, key, rows in (
+                        (ReadingBucket.__table__, ("series", "start"), readings),
+                        (AvailabilityBucket.__table__, ("device", "collector", "start"),
+                         batch.availability)):
+                    if not rows:
+                        continue
+                    if self.sqlite:
+                        await conn.execute(self._upsert(table, key), rows)
+                    else:
+                        await _copy_upsert(conn, table, key, rows)
+        except BaseException:
+            self._series.clear()  # ids made in the rolled-back transaction do not exist
+            raise
+
+    async def _with_series(self, conn: AsyncConnection, rows: list[dict[str, Any]]
+                           ) -> list[dict[str, Any]]:
+        """The rows with their series' id instead of (device, metric, labels); series not
+        seen yet are created (ON CONFLICT DO NOTHING: another agent may be creating it)."""
+        keys = {(r["device"], r["metric"], r["labels"]) for r in rows}
+        missing = [k for k in keys if k not in self._series]
+        if missing:
+            series = Series.__table__
+            statement = self._dialect_insert(series).on_conflict_do_nothing(
+                index_elements=["device", "metric", "labels"])
+            await conn.execute(statement, [{"device": d, "metric": m, "labels": labels}
+                                           for d, m, labels in missing])
+            devices = sorted({k[0] for k in missing})
+            for i in range(0, len(devices), DEVICE_CHUNK):
+                found = await conn.execute(
+                    select(series.c.id, series.c.device, series.c.metric, series.c.labels)
+                    .where(series.c.device.in_(devices[i:i + DEVICE_CHUNK])))
+                for id_, device, metric, labels in found:
+                    self._series[(device, metric, labels)] = id_
+        return [{"series": self._series[(r["device"], r["metric"], r["labels"])],
+                 "start": r["start"], "seconds": r["seconds"], "min": r["min"],
+                 "max": r["max"], "sum": r["sum"], "count": r["count"]} for r in rows]
 
     async def load_bucket(self, start: datetime, devices: set[str]) -> Batch:
         """The rows of one bucket for these devices (a stop wrote them part-way through it:
         the restarted agent goes on from them)."""
         out = Batch()
+        r, s = ReadingBucket.__table__.c, Series.__table__.c
+        a = AvailabilityBucket.__table__
         async with self.engine.connect() as conn:
-            for model, rows in ((ReadingBucket, out.readings),
-                                (AvailabilityBucket, out.availability)):
-                table = model.__table__
-                result = await conn.execute(select(table).where(table.c.start == start))
-                rows.extend(dict(r._mapping) for r in result if r.device in devices)
+            found = await conn.execute(
+                select(s.device, s.metric, s.labels, r.start, r.min, r.max, r.sum, r.count)
+                .join_from(ReadingBucket.__table__, Series.__table__, r.series == s.id)
+                .where(r.start == start))
+            out.readings.extend(dict(row._mapping) for row in found if row.device in devices)
+            found = await conn.execute(select(a).where(a.c.start == start))
+            out.availability.extend(dict(row._mapping) for row in found
+                                    if row.device in devices)
         return out
 
     # -- days ------------------------------------------------------------------------------
@@ -142,16 +176,15 @@ class HistoryStore:
         async with self.engine.begin() as conn:
             for i in range(0, len(names), DEVICE_CHUNK):
                 chunk = names[i:i + DEVICE_CHUNK]
-                r = readings.c
-                summary = select(r.device, r.metric, r.labels, literal(day).label("day"),
-                                 func.min(r.min), func.max(r.max), func.sum(r.sum),
-                                 func.sum(r.count)) \
-                    .where(r.start >= start, r.start < end, r.device.in_(chunk)) \
-                    .group_by(r.device, r.metric, r.labels)
-                await conn.execute(self._upsert(ReadingDay.__table__,
-                                                ("device", "metric", "labels", "day"))
-                                   .from_select(["device", "metric", "labels", "day", "min",
-                                                 "max", "sum", "count"], summary))
+                r, series = readings.c, Series.__table__.c
+                owned = select(series.id).where(series.device.in_(chunk))
+                summary = select(r.series, literal(day).label("day"), func.min(r.min),
+                                 func.max(r.max), func.sum(r.sum), func.sum(r.count)) \
+                    .where(r.start >= start, r.start < end, r.series.in_(owned)) \
+                    .group_by(r.series)
+                await conn.execute(self._upsert(ReadingDay.__table__, ("series", "day"))
+                                   .from_select(["series", "day", "min", "max", "sum",
+                                                 "count"], summary))
                 a = availability.c
                 up, down = func.sum(a.up_seconds), func.sum(a.down_seconds)
                 seconds = select(a.device, a.collector, literal(day).label("day"),

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent.history import HistoryRunner, Recorder, metric_filter
-from agent.history_models import AvailabilityBucket, ReadingBucket, ReadingDay
+from agent.history_models import AvailabilityBucket, ReadingBucket, ReadingDay, Series
 from agent.history_query import CAMERA_KINDS, HistoryQuery
 from agent.history_store import Batch, HistoryStore
 from agent.inventory import Device
@@ -238,7 +238,8 @@ async def test_retention_keeps_exactly_the_window(history) -> None:
                                     .where(AvailabilityBucket.collector == "device",
                                            AvailabilityBucket.device == "ups-1"))
         daily = await conn.scalar(select(func.count()).select_from(ReadingDay)
-                                  .where(ReadingDay.metric == "ups_battery_volts"))
+                                  .join(Series, Series.id == ReadingDay.series)
+                                  .where(Series.metric == "ups_battery_volts"))
     await engine.dispose()
     # the last prune ran at the final tick (3 Nov 00:05): rows from 20 Oct 00:05 on remain
     assert oldest == cutoff

@@ -35,19 +35,22 @@ def _availability() -> list[sa.Column]:
 
 def upgrade() -> None:
     op.create_table(
+        "history_series",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("device", sa.String(128), nullable=False),
+        sa.Column("metric", sa.String(128), nullable=False),
+        sa.Column("labels", sa.Text, nullable=False),
+        sa.UniqueConstraint("device", "metric", "labels", name="uq_history_series"))
+    op.create_table(
         "history_readings",
-        sa.Column("device", sa.String(128), primary_key=True),
-        sa.Column("metric", sa.String(128), primary_key=True),
-        sa.Column("labels", sa.Text, primary_key=True),
+        sa.Column("series", sa.Integer, primary_key=True),
         sa.Column("start", UtcDateTime, primary_key=True),
         sa.Column("seconds", sa.Integer, nullable=False),
         *_summary())
     op.create_index("ix_history_readings_start", "history_readings", ["start"])
     op.create_table(
         "history_readings_daily",
-        sa.Column("device", sa.String(128), primary_key=True),
-        sa.Column("metric", sa.String(128), primary_key=True),
-        sa.Column("labels", sa.Text, primary_key=True),
+        sa.Column("series", sa.Integer, primary_key=True),
         sa.Column("day", sa.Date, primary_key=True),
         *_summary())
     op.create_index("ix_history_readings_daily_day", "history_readings_daily", ["day"])
@@ -79,5 +82,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in ("history_days", "history_availability_daily", "history_availability",
-                  "history_readings_daily", "history_readings"):
+                  "history_readings_daily", "history_readings", "history_series"):
         op.drop_table(table)
