@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -31,7 +32,9 @@ from agent.tickets.store import TicketStore
 from collectors.reading import PollResult, Reading
 from collectors.vocabulary import MetricSpec, load_vocabulary
 from rules.faults import Fault
+from tests import peers
 from tests.conftest import new_database
+from tests.test_daemon import Daemon, write_config
 
 ZONE = ZoneInfo("Asia/Shanghai")
 DAY = 86400
@@ -358,3 +361,31 @@ def test_settings_refuse_bad_history_keys() -> None:
     with pytest.raises(ValidationError, match="unknown timezone 'Mars/Olympus'"):
         Settings(agent={"id": "a"}, history={"timezone": "Mars/Olympus"})
     assert Settings(agent={"id": "a"}).history.interval == 300
+
+
+async def test_the_daemon_records_and_a_stop_writes_the_bucket_in_progress(recordings_sim,
+                                                                           tmp_path) -> None:
+    """The real agent (`vigil run`) polls a recorded UPS; SIGTERM writes the bucket so far."""
+    config = write_config(tmp_path, recordings_sim, ["deltaups"])
+    with config.open("a") as f:
+        f.write(f"state_dir: {tmp_path}\nhistory: {{interval: 1m}}\n")
+    started = datetime.now(UTC)
+    daemon = Daemon(config)
+    try:
+        peers.wait_http(daemon.url + "/-/ready")
+        daemon.wait_for(lambda: daemon.sample("vigil_device_up", device="deltaups") == 1,
+                        what="the first poll")
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(15) == 0
+    finally:
+        daemon.stop()
+    assert "ERROR" not in daemon.log.read_text()
+    query = HistoryQuery(f"sqlite+aiosqlite:///{tmp_path / 'tickets.db'}")
+    try:
+        period = (started - timedelta(minutes=2), datetime.now(UTC) + timedelta(minutes=2))
+        seconds = await query.availability(*period, devices=["deltaups"])
+        assert seconds["deltaups"].up > 0 and seconds["deltaups"].down == 0
+        points = await query.series("deltaups", "ups_battery_runtime_seconds", *period)
+        assert points and all(p.min == p.max == 1320 for p in points)
+    finally:
+        await query.dispose()
