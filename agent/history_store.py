@@ -233,7 +233,7 @@ class HistoryStore:
 async def _copy_upsert(conn: AsyncConnection, table: Table, key: Sequence[str],
                        rows: list[dict[str, Any]]) -> None:
     """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... ON CONFLICT
-    from it: about 5x the rows/s of an executemany (docs/history.md)."""
+    from it: 2-5x the rows/s of an executemany (docs/history.md)."""
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     columns = [c.name for c in table.columns]
