@@ -272,7 +272,13 @@ class HistoryRunner:
         self._failing = False
 
     def _wanted(self) -> Callable[[str], bool]:
-        return metric_filter(self.options.metrics, self.catalogue())
+        catalogue = self.catalogue()
+        gauges = [name for name, spec in catalogue.items() if spec.type == "gauge"] + ["up"]
+        for pattern in self.options.metrics:
+            if not fnmatch.filter(gauges, pattern):
+                log.warning("history.metrics: '%s' matches no gauge of the vocabulary (nor "
+                            "`up`): nothing is recorded for it", pattern)
+        return metric_filter(self.options.metrics, catalogue)
 
     def adopt(self, settings: Settings) -> None:
         """A reloaded configuration: metrics, retention and staleness apply at once; the

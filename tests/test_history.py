@@ -389,3 +389,11 @@ async def test_the_daemon_records_and_a_stop_writes_the_bucket_in_progress(recor
         assert points and all(p.min == p.max == 1320 for p in points)
     finally:
         await query.dispose()
+
+
+async def test_a_metric_pattern_that_matches_nothing_is_logged(tmp_path, caplog) -> None:
+    runner = runner_for(f"sqlite+aiosqlite:///{tmp_path / 't.db'}", site_state(),
+                        Clock(START), metrics=["ups_*", "up", "upz_*"])
+    assert "history.metrics: 'upz_*' matches no gauge" in caplog.text
+    assert "'ups_*'" not in caplog.text
+    await runner.store.dispose()
