@@ -39,7 +39,7 @@ from agent.tickets.store import _sqlite_setup
 log = logging.getLogger("vigil.history")
 
 PRUNE_BATCH = 5000  # rows deleted per transaction
-DEVICE_CHUNK = 500  # devices per roll-up statement (bounds the IN list)
+DEVICE_CHUNK = 100  # devices per roll-up transaction (bounds its write lock, the IN list)
 
 
 @dataclass
@@ -167,15 +167,16 @@ class HistoryStore:
 
     async def rollup(self, day: date, zone: ZoneInfo, devices: Iterable[str],
                      now: datetime) -> None:
-        """Write the daily rows of `day` from its bucket rows, for this agent's devices,
-        and mark the day rolled up. Idempotent: rolling up a day again replaces its rows."""
+        """Write the daily rows of `day` from its bucket rows, for this agent's devices (a
+        transaction per DEVICE_CHUNK devices), then mark the day rolled up. Idempotent:
+        rolling up a day again replaces its rows (a crash part-way: the next start does)."""
         start, end = day_range(day, zone)
         day_seconds = (end - start).total_seconds()
         names = sorted(set(devices))
         readings, availability = ReadingBucket.__table__, AvailabilityBucket.__table__
-        async with self.engine.begin() as conn:
-            for i in range(0, len(names), DEVICE_CHUNK):
-                chunk = names[i:i + DEVICE_CHUNK]
+        for i in range(0, len(names), DEVICE_CHUNK):
+            chunk = names[i:i + DEVICE_CHUNK]
+            async with self.engine.begin() as conn:  # one per chunk: short write locks
                 r, series = readings.c, Series.__table__.c
                 owned = select(series.id).where(series.device.in_(chunk))
                 summary = select(r.series, literal(day).label("day"), func.min(r.min),
@@ -197,6 +198,7 @@ class HistoryStore:
                                    .from_select(["device", "collector", "day", "site", "kind",
                                                  "up_seconds", "down_seconds",
                                                  "unknown_seconds"], seconds))
+        async with self.engine.begin() as conn:  # marked once every chunk is written
             await conn.execute(self._upsert(_days, ("agent", "day")),
                                [{"agent": self.agent_id, "day": day, "rolled_at": now}])
 
