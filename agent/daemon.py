@@ -30,6 +30,7 @@ from agent.evidence import EvidenceStore
 from agent.exporter import AgentMetrics, StateCollector, TrapCounters
 from agent.fault_metrics import FaultCollector
 from agent.grounding_stage import GroundingStage, Subjects
+from agent.history import history_runner
 from agent.http import make_app
 from agent.inspections import InspectionMetrics, InspectionRunner, InspectionService
 from agent.notify import JsonlDeadLetters, Notifier
@@ -89,6 +90,10 @@ class Agent:
         if self.ups_tests is not None:
             self.rules.after_cycle.append(self.ups_tests.on_cycle)
         self.inspections = _inspection_runner(self, clock)
+        self.history = history_runner(config.settings, lambda: self.config.profiles.catalogue,
+                                      self._poll_interval, lambda: self.state.devices, clock)
+        if self.history is not None:
+            self.state.observers.append(self.history.observe)
         self.runner: web.AppRunner | None = None
         self.ready = False
         self._reload_lock = asyncio.Lock()
@@ -143,6 +148,8 @@ class Agent:
         self.rules.adopt(config)
         if self.tickets is not None:
             self.tickets.adopt(config)
+        if self.history is not None:
+            self.history.adopt(config.settings)
         if config.settings.tickets.enabled != (self.tickets is not None):
             log.warning("tickets.enabled changed: restart the agent to apply it")
         overload = rtsp_overload(config)
@@ -173,6 +180,8 @@ class Agent:
         if self.inspections is not None:
             self.inspections.start()
         self.rules.start()
+        if self.history is not None:
+            self.history.start()
         self.ready = True
         devices = len(self.config.inventory.devices)
         log.info("listening on http://%s, polling %d devices (%s) with the %s SNMP engine",
@@ -230,6 +239,8 @@ class Agent:
             stages.append(("tickets", self.tickets.close))
         if self.ups_tests is not None:
             stages.append(("ups tests", self.ups_tests.close))
+        if self.history is not None:
+            stages.append(("history", self.history.close))
         stages += [("grounding", self.grounding.close), ("events", self.events.close)]
         if self.runner is not None:
             stages.append(("http", self.runner.cleanup))

@@ -296,6 +296,55 @@ class Notifications(Strict):
         return value
 
 
+class History(Strict):
+    """Readings history for reports (agent/history.py, docs/history.md): per device and
+    metric a summary (min, max, sum, count) of every bucket and of every local day, and per
+    device and collector the seconds it was up, down and unknown. Kept in the ticket store's
+    database (`tickets.url`)."""
+
+    enabled: bool = Field(True, description="Record the readings history.")
+    interval: Duration = Field(
+        300.0, description="Width of a bucket, aligned to the wall clock (5m: :00, :05, ...). "
+                           "Must divide 15 minutes (1m, 3m, 5m, 15m ...), so that buckets "
+                           "also align with local days in every timezone.")
+    timezone: str = Field(
+        "Asia/Shanghai", description="IANA timezone of the site: where its days begin and end "
+                                     "for the daily summaries and the reports.")
+    retention_5m: Duration = Field(
+        14 * 86400.0, description="Bucket rows are deleted once their start is older than "
+                                  "this (in batches, once a day).")
+    retention_daily: Duration = Field(
+        730 * 86400.0, description="Daily rows are deleted once their day began before "
+                                   "this long ago.")
+    metrics: list[str] = Field(
+        ["*"],
+        description="Metrics recorded: names or shell patterns (`ups_*`) matched against "
+                    "every gauge of the metric vocabulary (counters and info metrics are "
+                    "never recorded), and `up` for availability (per device and collector). "
+                    "Each device costs one row per bucket per recorded series (a switch's "
+                    "per-port gauges are many series): see docs/history.md for the volume.")
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value < 60 or value != int(value) or 900 % int(value):
+            raise ValueError("must be a whole number of seconds, at least 60, that divides "
+                             "900 (15 minutes), e.g. 60s, 5m, 15m")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone '{value}' (use an IANA name such as "
+                             "Asia/Shanghai)") from None
+        return value
+
+
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -350,6 +399,8 @@ class Settings(Strict):
                                          description="Notification channels.")
     inspections: Inspections = Field(default_factory=Inspections,
                                      description="Periodic inspections (docs/inspections.md).")
+    history: History = Field(default_factory=History,
+                             description="Readings history for reports.")
 
     @field_validator("listen")
     @classmethod

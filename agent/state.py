@@ -10,6 +10,7 @@ renderer) always sees whole results.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.inventory import Device, Inventory
@@ -46,6 +47,8 @@ class State:
     def __init__(self) -> None:
         self.devices: dict[str, DeviceState] = {}
         self.site_names: dict[str, str] = {}
+        self.observers: list[Callable[[PollResult, DeviceState], None]] = []
+        """Called with every poll result once it is in (the history stage)."""
 
     def sync(self, inventory: Inventory) -> None:
         """Follow a (re)loaded inventory, keeping what is known about devices that stay."""
@@ -84,6 +87,8 @@ class State:
             if before is None or before.up or before.reason != result.reason:
                 log.warning("%s %s: down (%s: %s)", result.device, result.collector,
                             result.reason, result.detail)
+        for observer in self.observers:
+            observer(result, entry)
 
     def record_event(self, reading: Reading) -> bool:
         """Keep an event reading (the EventSink of trap and ONVIF event receivers).
