@@ -368,7 +368,7 @@ async def test_the_daemon_records_and_a_stop_writes_the_bucket_in_progress(recor
     """The real agent (`vigil run`) polls a recorded UPS; SIGTERM writes the bucket so far."""
     config = write_config(tmp_path, recordings_sim, ["deltaups"])
     with config.open("a") as f:
-        f.write(f"state_dir: {tmp_path}\nhistory: {{interval: 1m}}\n")
+        f.write("history: {interval: 1m}\n")  # the state is in tmp_path/state
     started = datetime.now(UTC)
     daemon = Daemon(config)
     try:
@@ -380,7 +380,7 @@ async def test_the_daemon_records_and_a_stop_writes_the_bucket_in_progress(recor
     finally:
         daemon.stop()
     assert "ERROR" not in daemon.log.read_text()
-    query = HistoryQuery(f"sqlite+aiosqlite:///{tmp_path / 'tickets.db'}")
+    query = HistoryQuery(f"sqlite+aiosqlite:///{tmp_path / 'state' / 'tickets.db'}")
     try:
         period = (started - timedelta(minutes=2), datetime.now(UTC) + timedelta(minutes=2))
         seconds = await query.availability(*period, devices=["deltaups"])
