@@ -33,6 +33,21 @@ def _api(config_path: Path, url: str | None) -> str:
     return f"http://{config.settings.listen}"
 
 
+class ApiClient:
+    """One command group's way to the agent's API: --config/--url/--token and the group's
+    path under /api/v1 (e.g. `/tickets`)."""
+
+    def __init__(self, config_path: Path, url: str | None, token: str | None,
+                 prefix: str) -> None:
+        self.config_path, self.url, self.token, self.prefix = config_path, url, token, prefix
+
+    def base(self) -> str:
+        return f"{_api(self.config_path, self.url)}/api/v1{self.prefix}"
+
+    def call(self, method: str, path: str, body: dict | None = None) -> Any:
+        return api_call(method, self.base() + path, body, self.token)
+
+
 def api_call(method: str, url: str, body: dict | None = None, token: str | None = None
              ) -> Any:
     """One JSON request to the agent's API; an error answer or no answer ends the command

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import click
 
-from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api, _table, api_call
+from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, ApiClient, _table
 from agent.cli_tickets import JSON_OPTION, _when
 
 STATE_ZH = {"open": "待巡检", "submitted": "已提交", "signed": "已签字"}
@@ -25,15 +25,8 @@ LANG_OPTION = click.option("--lang", type=click.Choice(["zh", "en"]), default="z
                            show_default=True)
 
 
-class _Ctx:
-    def __init__(self, config_path: Path, url: str | None, token: str | None) -> None:
-        self.config_path, self.url, self.token = config_path, url, token
-
-    def base(self) -> str:
-        return f"{_api(self.config_path, self.url)}/api/v1/inspections"
-
-    def call(self, method: str, path: str, body: dict | None = None) -> Any:
-        return api_call(method, self.base() + path, body, self.token)
+class _Ctx(ApiClient):
+    """The inspections API, with the sheet's file requests besides JSON ones."""
 
     def raw(self, method: str, path: str, data: bytes | None = None) -> bytes:
         """A request whose body or answer is a file (the sheet)."""
@@ -76,7 +69,7 @@ def inspections(ctx: click.Context, config_path: Path, url: str | None,
                 token: str | None) -> None:
     """Periodic inspections (巡检): list, show, create, record on-site results, export and
     import the sheet, submit; the owner signs (open → submitted → signed)."""
-    ctx.obj = _Ctx(config_path, url, token)
+    ctx.obj = _Ctx(config_path, url, token, "/inspections")
 
 
 @inspections.command("list")

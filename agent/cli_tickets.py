@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api, _table, api_call
+from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, ApiClient, _table
 from agent.tickets.models import CAUSES
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -29,14 +29,6 @@ def _when(iso: str | None) -> str:
     return datetime.fromisoformat(iso).astimezone().strftime("%m-%d %H:%M")
 
 
-class _Ctx:
-    def __init__(self, config_path: Path, url: str | None, token: str | None) -> None:
-        self.config_path, self.url, self.token = config_path, url, token
-
-    def call(self, method: str, path: str, body: dict | None = None) -> Any:
-        return api_call(method, f"{_api(self.config_path, self.url)}/api/v1/tickets{path}",
-                        body, self.token)
-
 
 @click.group()
 @CONFIG_OPTION
@@ -46,7 +38,7 @@ class _Ctx:
 def tickets(ctx: click.Context, config_path: Path, url: str | None, token: str | None) -> None:
     """Tickets: list, show, and move them through their lifecycle (open → acknowledged →
     diagnosed → repairing → resolved → confirmed by the owner → closed)."""
-    ctx.obj = _Ctx(config_path, url, token)
+    ctx.obj = ApiClient(config_path, url, token, "/tickets")
 
 
 @tickets.command("list")
@@ -61,7 +53,7 @@ def tickets(ctx: click.Context, config_path: Path, url: str | None, token: str |
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
 @JSON_OPTION
 @click.pass_obj
-def list_cmd(c: _Ctx, state: str | None, level: str | None, site: str | None,
+def list_cmd(c: ApiClient, state: str | None, level: str | None, site: str | None,
              device: str | None, rule: str | None, show_all: bool, limit: int, offset: int,
              lang: str, as_json: bool) -> None:
     """Tickets, oldest first (not closed unless --all or --state)."""
@@ -95,7 +87,7 @@ def _state(state: str, lang: str) -> str:
 @click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
 @JSON_OPTION
 @click.pass_obj
-def show(c: _Ctx, ticket_id: int, lang: str, as_json: bool) -> None:
+def show(c: ApiClient, ticket_id: int, lang: str, as_json: bool) -> None:
     """One ticket with its timeline."""
     t = c.call("GET", f"/{ticket_id}")
     if as_json:
@@ -125,7 +117,7 @@ def _flat(value: Any) -> str:
     return str(value).replace("\n", " ")
 
 
-def _done(c: _Ctx, ticket_id: int, action: str, body: dict[str, Any]) -> None:
+def _done(c: ApiClient, ticket_id: int, action: str, body: dict[str, Any]) -> None:
     t = c.call("POST", f"/{ticket_id}/{action}", body)
     click.echo(f"ticket {t['id']}: {t['state']} (next: {', '.join(t['allowed_actions']) or '-'})")
 
@@ -134,7 +126,7 @@ def _done(c: _Ctx, ticket_id: int, action: str, body: dict[str, Any]) -> None:
 @click.argument("ticket_id", type=int)
 @click.option("--note", default="", help="A note for the timeline.")
 @click.pass_obj
-def ack(c: _Ctx, ticket_id: int, note: str) -> None:
+def ack(c: ApiClient, ticket_id: int, note: str) -> None:
     """Acknowledge a ticket (engineer, technician)."""
     _done(c, ticket_id, "acknowledge", {"note": note})
 
@@ -144,7 +136,7 @@ def ack(c: _Ctx, ticket_id: int, note: str) -> None:
 @click.option("--diagnosis", required=True, help="What is wrong (诊断).")
 @click.option("--plan", default="", help="The maintenance plan (维修方案).")
 @click.pass_obj
-def diagnose(c: _Ctx, ticket_id: int, diagnosis: str, plan: str) -> None:
+def diagnose(c: ApiClient, ticket_id: int, diagnosis: str, plan: str) -> None:
     """Record the diagnosis and plan (engineer, technician)."""
     _done(c, ticket_id, "diagnosis", {"diagnosis": diagnosis, "plan": plan})
 
@@ -153,7 +145,7 @@ def diagnose(c: _Ctx, ticket_id: int, diagnosis: str, plan: str) -> None:
 @click.argument("ticket_id", type=int)
 @click.option("--plan", default="", help="The plan, if it changed since the diagnosis.")
 @click.pass_obj
-def repair(c: _Ctx, ticket_id: int, plan: str) -> None:
+def repair(c: ApiClient, ticket_id: int, plan: str) -> None:
     """Start the repair (engineer, technician)."""
     _done(c, ticket_id, "repair/start", {"plan": plan})
 
@@ -164,7 +156,7 @@ def repair(c: _Ctx, ticket_id: int, plan: str) -> None:
 @click.option("--repair", "repair_text", required=True, help="What was done.")
 @click.option("--part", "parts", multiple=True, help="A part replaced (repeatable).")
 @click.pass_obj
-def resolve(c: _Ctx, ticket_id: int, cause: str, repair_text: str,
+def resolve(c: ApiClient, ticket_id: int, cause: str, repair_text: str,
             parts: tuple[str, ...]) -> None:
     """Record the repair (engineer, technician)."""
     _done(c, ticket_id, "resolve", {"cause_category": cause, "repair": repair_text,
@@ -175,7 +167,7 @@ def resolve(c: _Ctx, ticket_id: int, cause: str, repair_text: str,
 @click.argument("ticket_id", type=int)
 @click.option("--note", default="")
 @click.pass_obj
-def confirm(c: _Ctx, ticket_id: int, note: str) -> None:
+def confirm(c: ApiClient, ticket_id: int, note: str) -> None:
     """The owner's acceptance of the repair (owner only)."""
     _done(c, ticket_id, "confirm", {"note": note})
 
@@ -184,7 +176,7 @@ def confirm(c: _Ctx, ticket_id: int, note: str) -> None:
 @click.argument("ticket_id", type=int)
 @click.option("--note", default="")
 @click.pass_obj
-def close(c: _Ctx, ticket_id: int, note: str) -> None:
+def close(c: ApiClient, ticket_id: int, note: str) -> None:
     """Close a confirmed ticket (engineer, owner)."""
     _done(c, ticket_id, "close", {"note": note})
 
@@ -193,7 +185,7 @@ def close(c: _Ctx, ticket_id: int, note: str) -> None:
 @click.argument("ticket_id", type=int)
 @click.option("--reason", required=True, help="Why it is not fixed.")
 @click.pass_obj
-def reopen(c: _Ctx, ticket_id: int, reason: str) -> None:
+def reopen(c: ApiClient, ticket_id: int, reason: str) -> None:
     """Reopen a resolved, confirmed or closed ticket."""
     _done(c, ticket_id, "reopen", {"reason": reason})
 
@@ -202,7 +194,7 @@ def reopen(c: _Ctx, ticket_id: int, reason: str) -> None:
 @click.argument("ticket_id", type=int)
 @click.argument("text")
 @click.pass_obj
-def comment(c: _Ctx, ticket_id: int, text: str) -> None:
+def comment(c: ApiClient, ticket_id: int, text: str) -> None:
     """Add a comment to the ticket's timeline."""
     t = c.call("POST", f"/{ticket_id}/comments", {"text": text})
     click.echo(f"ticket {t['id']}: comment added")

@@ -11,19 +11,11 @@ from typing import Any
 
 import click
 
-from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api, _table, api_call
+from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, ApiClient, _table
 
 RESULT_ZH = {"pass": "通过", "warning": "告警", "error": "失败", "aborted": "中止",
              "timeout": "超时", "lost": "中断", None: "进行中"}
 
-
-class _Ctx:
-    def __init__(self, config_path: Path, url: str | None, token: str | None) -> None:
-        self.config_path, self.url, self.token = config_path, url, token
-
-    def call(self, method: str, path: str, body: dict | None = None) -> Any:
-        return api_call(method, f"{_api(self.config_path, self.url)}/api/v1/ups{path}", body,
-                        self.token)
 
 
 @click.group()
@@ -33,7 +25,7 @@ class _Ctx:
 @click.pass_context
 def ups(ctx: click.Context, config_path: Path, url: str | None, token: str | None) -> None:
     """UPS maintenance: battery (discharge) tests."""
-    ctx.obj = _Ctx(config_path, url, token)
+    ctx.obj = ApiClient(config_path, url, token, "/ups")
 
 
 @ups.group()
@@ -46,7 +38,7 @@ def test() -> None:
 @click.option("--kind", type=click.Choice(["quick", "deep"]), default="quick", show_default=True)
 @click.option("--wait", is_flag=True, help="Wait for the result and show it.")
 @click.pass_obj
-def start(ctx: _Ctx, device: str, kind: str, wait: bool) -> None:
+def start(ctx: ApiClient, device: str, kind: str, wait: bool) -> None:
     """Start a battery test of DEVICE (engineer or technician token)."""
     started = ctx.call("POST", f"/{device}/tests", {"kind": kind})
     click.echo(f"test {started['id']} started on {device} ({kind})")
@@ -68,7 +60,7 @@ def start(ctx: _Ctx, device: str, kind: str, wait: bool) -> None:
 @click.option("--result", type=click.Choice(["pass", "warning", "error"]), required=True)
 @click.option("--notes", default="")
 @click.pass_obj
-def record(ctx: _Ctx, device: str, kind: str, started_at: str, ended_at: str,
+def record(ctx: ApiClient, device: str, kind: str, started_at: str, ended_at: str,
            discharge: float | None, result: str, notes: str) -> None:
     """Record a test done by hand on DEVICE."""
     body: dict[str, Any] = {"kind": kind, "started_at": started_at, "ended_at": ended_at,
@@ -84,7 +76,7 @@ def record(ctx: _Ctx, device: str, kind: str, started_at: str, ended_at: str,
 @click.argument("device")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def listing(ctx: _Ctx, device: str, as_json: bool) -> None:
+def listing(ctx: ApiClient, device: str, as_json: bool) -> None:
     """DEVICE's tests and the discharge-time trend."""
     found = ctx.call("GET", f"/{device}/tests")
     if as_json:
@@ -104,7 +96,7 @@ def listing(ctx: _Ctx, device: str, as_json: bool) -> None:
 @test.command("show")
 @click.argument("test_id", type=int)
 @click.pass_obj
-def show(ctx: _Ctx, test_id: int) -> None:
+def show(ctx: ApiClient, test_id: int) -> None:
     """One test: result, curve and timeline."""
     _show(ctx.call("GET", f"/tests/{test_id}"))
 

@@ -335,7 +335,7 @@ async def test_daemon_runs_a_test_and_exports_the_trend(site, tmp_path):
     try:
         async with aiohttp.ClientSession() as http:
             async def until(check, what: str) -> None:
-                for _ in range(300):
+                for _ in range(600):  # 60 s: a loaded CI machine
                     if await check():
                         return
                     await asyncio.sleep(0.1)
