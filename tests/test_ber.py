@@ -68,7 +68,7 @@ def response(version: str, community: str, request_id: int, status: int, index: 
     return encoder.encode(message)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(versions, communities, kinds, st.integers(1, 2**31 - 1), st.lists(oids, max_size=40),
        st.integers(1, 200))
 def test_requests_are_byte_identical(version, community, kind, request_id, asked, repetitions):
@@ -78,7 +78,7 @@ def test_requests_are_byte_identical(version, community, kind, request_id, asked
         PYASN.request(version, community, kind, request_id, asked, repetitions)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(versions, communities, st.integers(0, 2**31 - 1), st.integers(0, 18),
        st.integers(0, 100), st.lists(st.tuples(oids, values), max_size=30))
 def test_responses_decode_as_pyasn1_does(version, community, request_id, status, index,
@@ -90,7 +90,7 @@ def test_responses_decode_as_pyasn1_does(version, community, request_id, status,
     assert BER.response(version, data) == PYASN.response(version, data)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.binary(max_size=400))
 def test_random_bytes_never_crash(data):
     try:
@@ -99,7 +99,7 @@ def test_random_bytes_never_crash(data):
         assert exc.reason == "protocol"
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(oids, values), min_size=1, max_size=10), st.data())
 def test_damaged_responses_never_crash(varbinds, data):
     valid = bytearray(response("2c", "public", 7, 0, 0, varbinds))

@@ -2,7 +2,8 @@
 
 - a recorded Delta UPS (../shared/recordings/snmp/deltaups.snmprec, served by snmpsim) goes on
   battery at a set time: UpsOnBattery fires at level 2 within one poll plus its `for:`;
-- the simulated switch of a community is killed (its snmpsim process stopped): one root
+- the simulated switch of a community is killed (its snmpsim process stopped, while the UPS
+  test waits, so the two waits overlap): one root
   fault for the switch, its cameras kept on it as evidence and opening nothing; back up, all
   resolve;
 - a real Alertmanager receives the firing faults (and only the ones that open something);
@@ -94,11 +95,20 @@ def site(tmp_path_factory):
                "on_battery_at": on_battery_at, "sim": sim, "access_port": access_port,
                "token": token, "viewer": viewer}
         try:
-            peers.wait_http(ctx["daemon"].url + "/-/ready")
+            daemon = ctx["daemon"]
+            peers.wait_http(daemon.url + "/-/ready")
+            # The access site goes dark while the UPS test waits for its `for:`, so the two
+            # minute-long waits overlap: the switch and everything behind it, once seen up.
+            daemon.wait_for(lambda: all(daemon.sample("vigil_device_up", device=d) == 1
+                                        for d in ["sw-1", "cam-1", "cam-4"]),
+                            what="access site up")
+            sim.__exit__(None, None, None)
+            ctx["sim"] = None
             yield ctx
         finally:
             ctx["daemon"].stop()
-            ctx["sim"].__exit__(None, None, None)
+            if ctx["sim"] is not None:
+                ctx["sim"].__exit__(None, None, None)
 
 
 def faults(daemon: Daemon, **query: str) -> dict[str, dict]:
@@ -134,9 +144,7 @@ def test_ups_on_battery_is_a_level_2_fault_within_a_poll_plus_for(site):
 
 def test_dead_switch_is_one_root_fault_and_recovery_resolves_all(site):
     daemon, am = site["daemon"], site["am"]
-    daemon.wait_for(lambda: all(daemon.sample("vigil_device_up", device=d) == 1
-                                for d in ["sw-1", "cam-1", "cam-4"]), what="access site up")
-    site["sim"].__exit__(None, None, None)  # the switch and everything behind it go dark
+    assert site["sim"] is None       # the site fixture took the switch's snmpsim down
     root = daemon.wait_for(
         lambda: (f := faults(daemon).get("SwitchUnreachable:sw-1")) and f["state"] == "firing"
         and f["caused"] >= CAMERAS and f, timeout=120, what="the switch's root fault")
