@@ -111,16 +111,7 @@ def add_routes(app: web.Application, agent_key: web.AppKey, auth: Authenticator)
         return web.json_response({"id": sid, "expired": True})
 
     async def rules(request: web.Request) -> web.Response:
-        a = agent(request)
-        counts: dict[str, int] = {}
-        for fault in a.rules.engine.active.values():
-            counts[fault.rule] = counts.get(fault.rule, 0) + 1
-        out = [{"name": r.name, "group": r.group, "file": str(r.file), "line": r.line,
-                "expr": r.rule.expr, "level": r.rule.level,
-                "for": r.rule.for_, "faults": counts.get(r.name, 0),
-                "devices": len(a.rules.engine.selected.get(r.name, ()))}
-               for r in a.config.rules.rules]
-        return web.json_response(out, dumps=_dumps)
+        return web.json_response(rule_status(agent(request)), dumps=_dumps)
 
     app.router.add_get("/api/v1/faults", faults)
     app.router.add_get("/api/v1/faults/history", history)
@@ -129,6 +120,19 @@ def add_routes(app: web.Application, agent_key: web.AppKey, auth: Authenticator)
     app.router.add_post("/api/v1/silences", auth.require(SILENCE_ROLES)(add_silence))
     app.router.add_delete("/api/v1/silences/{id}", auth.require(SILENCE_ROLES)(end_silence))
     app.router.add_get("/api/v1/rules", rules)
+
+
+def rule_status(agent: Agent) -> list[dict[str, Any]]:
+    """The loaded rules with how many devices each selects and how many active faults it
+    has (GET /api/v1/rules and the web UI's rule page)."""
+    counts: dict[str, int] = {}
+    for fault in agent.rules.engine.active.values():
+        counts[fault.rule] = counts.get(fault.rule, 0) + 1
+    return [{"name": r.name, "group": r.group, "file": str(r.file), "line": r.line,
+             "expr": r.rule.expr, "level": r.rule.level, "for": r.rule.for_,
+             "faults": counts.get(r.name, 0),
+             "devices": len(agent.rules.engine.selected.get(r.name, ()))}
+            for r in agent.config.rules.rules]
 
 
 def _silence(body: dict[str, Any]):

@@ -21,7 +21,9 @@ Requests carry `Authorization: Bearer TOKEN`. Any valid token may read (GET), th
 included; every write needs a token whose role the endpoint allows: the owner's confirmation
 only the owner role. No token: 401; a valid token of the wrong role: 403. Failed attempts
 are rate-limited per remote address (a token bucket): past the limit, 429 with Retry-After,
-and the token is not even looked at.
+and the token is not even looked at. The web UI's login (agent/webui) checks tokens through
+the same `token_user`, so it shares that limit; its login session cookie also opens the API's
+GET endpoints (the UI's report links), never a change.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ class Users:
             except (OSError, TokensFileError):
                 return  # keep the users we had: a half-written file locks nobody out
             self._stamp = stamp
+
+    def current(self, user: User) -> bool:
+        """Whether `user` is still in the file with the same token (a session of the web
+        UI ends when its user's token is removed or re-issued)."""
+        self._refresh()
+        return user in self.users
 
     def authenticate(self, token: str) -> User | None:
         self._refresh()
@@ -223,19 +231,36 @@ class Authenticator:
     def __init__(self, users: Users, limiter: FailureLimiter | None = None) -> None:
         self.users = users
         self.limiter = limiter or FailureLimiter()
+        self.session: Callable[[web.Request], User | None] | None = None
+        """Set by the web UI (agent/webui): the user of the request's login session cookie.
+        It is honoured for GET and HEAD only (reading; the UI's report links), never for a
+        change: those need the bearer token, or the UI's own CSRF-checked forms."""
 
     def check(self, request: web.Request, roles: frozenset[str]) -> User:
         """The request's user, or raises the JSON 401/403/429 response."""
-        address = request.remote or "?"
+        header = request.headers.get("Authorization", "")
+        user = None
+        if not header and self.session is not None and request.method in ("GET", "HEAD"):
+            user = self.session(request)
+        if user is None:
+            scheme, _, token = header.partition(" ")
+            token = token.strip()
+            user = self.token_user(request.remote or "?",
+                                   token if scheme.lower() == "bearer" else "")
+        if user.role not in roles:
+            raise _fail(web.HTTPForbidden, f"role {user.role} may not do this (needs "
+                        f"{' or '.join(r for r in ROLES if r in roles)})")
+        return user
+
+    def token_user(self, address: str, token: str) -> User:
+        """The user of `token` presented from `address`, or raises the JSON 401 or 429;
+        failures spend the address's bucket (the API and the web UI's login share it)."""
         wait = self.limiter.blocked(address)
         if wait:
             raise _fail(web.HTTPTooManyRequests, "too many failed authentications from "
                         f"{address}; try again in {wait:.0f} s",
                         {"Retry-After": str(max(1, round(wait)))})
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if not token:
             self.limiter.failed(address)
             raise _fail(web.HTTPUnauthorized, "a token is required (Authorization: Bearer "
                         "TOKEN; `vigil tokens add` makes one)",
@@ -245,9 +270,6 @@ class Authenticator:
             self.limiter.failed(address)
             raise _fail(web.HTTPUnauthorized, "unknown token",
                         {"WWW-Authenticate": 'Bearer realm="vigil", error="invalid_token"'})
-        if user.role not in roles:
-            raise _fail(web.HTTPForbidden, f"role {user.role} may not do this (needs "
-                        f"{' or '.join(r for r in ROLES if r in roles)})")
         return user
 
     def require(self, roles: Iterable[str] = ANY_ROLE) -> Callable[[Handler], Handler]:

@@ -9,6 +9,7 @@ GET /evidence/{device}/{name}   one evidence file (the JPEG a picture fault was 
 /api/v1/...        faults, silences and rules (agent/api.py); tickets (agent/tickets_api.py);
                    reports (agent/reports/api.py)
                    statistics (agent/statistics_api.py)
+GET /  -> /ui/     the web UI (agent/webui)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agent.reports.api import add_report_routes
 from agent.statistics_api import add_statistics_routes
 from agent.tickets_api import add_ticket_routes
 from agent.ups_test_api import add_ups_test_routes
+from agent.webui import add_webui_routes
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -44,7 +46,6 @@ def make_app(agent: Agent) -> web.Application:
     app.router.add_post("/-/reload", _reload)
     app.router.add_get("/evidence/{device}", _evidence_list)
     app.router.add_get("/evidence/{device}/{name}", _evidence_file)
-    app.router.add_get("/", _index)
     settings = agent.config.settings
     tokens = Path(settings.tickets.tokens)
     if not tokens.is_absolute():
@@ -65,6 +66,7 @@ def make_app(agent: Agent) -> web.Application:
                           else None, auth)
     add_statistics_routes(app, lambda: agent.tickets if agent.tickets is not None
                           and agent.tickets.ready else None, auth)
+    add_webui_routes(app, agent, auth)  # /ui/ (and / redirects there)
     return app
 
 
@@ -120,13 +122,3 @@ async def _evidence_file(request: web.Request) -> web.StreamResponse:
     if path is None:
         raise web.HTTPNotFound(text="no such evidence file\n")
     return web.FileResponse(path)
-
-
-async def _index(request: web.Request) -> web.Response:
-    agent = _agent(request)
-    devices = agent.state.devices.values()
-    up = sum(1 for d in devices if d.up)
-    text = (f"Vigil agent {agent.config.settings.agent.id}\n"
-            f"{len(agent.state.devices)} devices, {up} up\n\n"
-            "/metrics     Prometheus metrics\n/-/healthy   liveness\n/-/ready     readiness\n")
-    return web.Response(text=text)

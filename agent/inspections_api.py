@@ -32,10 +32,17 @@ from agent.tickets.store import InvalidInput
 from agent.tickets_api import BadRequest, _body, _dumps, _error, _fields, _json
 
 if TYPE_CHECKING:
+    from agent.inspection_models import Inspection
     from agent.inspections import InspectionService
 
 FIELD = frozenset({"engineer", "technician"})
 OWNER = frozenset({"owner"})  # the owner's sign-off: never a technician
+# transition -> (roles, body fields): the API's rule, which the web UI follows too
+TRANSITIONS: dict[str, tuple[frozenset[str], dict[str, tuple[type, bool]]]] = {
+    "submit": (FIELD, {"note": (str, False)}),
+    "sign": (OWNER, {"note": (str, False)}),
+    "reject": (OWNER, {"reason": (str, True)}),
+}
 MAX_SHEET = 4 * 1024 * 1024
 MAX_ID = 2**63 - 1
 
@@ -117,13 +124,12 @@ def add_inspection_routes(app: web.Application,
         count = await service().record(inspection_id, user_of(request).name, rows)
         return {"recorded": count}
 
-    def transition(name: str, fields: dict[str, tuple[type, bool]]
-                   ) -> Callable[[web.Request], Awaitable[Any]]:
+    def transition(name: str) -> Callable[[web.Request], Awaitable[Any]]:
         async def run(request: web.Request) -> dict[str, Any]:
             inspection_id = _id(request)
-            body = _fields(await _body(request), fields)
-            inspection = await getattr(service(), name)(inspection_id, user_of(request).name,
-                                                        **body)
+            body = await _body(request)
+            inspection = await apply_transition(service(), inspection_id,
+                                                user_of(request).name, name, body)
             return inspection.summary()
 
         return run
@@ -164,15 +170,19 @@ def add_inspection_routes(app: web.Application,
     app.router.add_get(base + "/{id}", guarded(one, ANY_ROLE))
     app.router.add_post(base + "/{id}/refresh", guarded(refresh, FIELD))
     app.router.add_post(base + "/{id}/results", guarded(results, FIELD))
-    app.router.add_post(base + "/{id}/submit",
-                        guarded(transition("submit", {"note": (str, False)}), FIELD))
-    app.router.add_post(base + "/{id}/sign",
-                        guarded(transition("sign", {"note": (str, False)}), OWNER))
-    app.router.add_post(base + "/{id}/reject",
-                        guarded(transition("reject", {"reason": (str, True)}), OWNER))
+    for name, (roles, _) in TRANSITIONS.items():
+        app.router.add_post(f"{base}/{{id}}/{name}", guarded(transition(name), roles))
     app.router.add_get(base + "/{id}/sheet.xlsx", guarded(export("xlsx"), ANY_ROLE))
     app.router.add_get(base + "/{id}/sheet.csv", guarded(export("csv"), ANY_ROLE))
     app.router.add_post(base + "/{id}/sheet", guarded(import_sheet, FIELD))
+
+
+async def apply_transition(service: InspectionService, inspection_id: int, actor: str,
+                           name: str, body: Any) -> Inspection:
+    """Check `body` for transition `name` (submit, sign, reject) and take it as `actor` (the
+    API and the web UI both come here; roles are the caller's, from TRANSITIONS)."""
+    body = _fields(body, TRANSITIONS[name][1])
+    return await getattr(service, name)(inspection_id, actor, **body)
 
 
 def _id(request: web.Request) -> int:

@@ -131,19 +131,11 @@ def add_ticket_routes(app: web.Application,
         return {**_ticket(ticket), "timeline": [e.to_dict() for e in events]}
 
     def action(suffix: str) -> Callable[[web.Request], Awaitable[Any]]:
-        name, fields = ACTIONS[suffix]
-
         async def run(request: web.Request) -> dict[str, Any]:
             ticket_id = _id(request)
-            body = _fields(await _body(request), fields)
-            s = store()
-            actor = user_of(request).name
-            if name == "resolve":
-                ticket = await s.resolve(ticket_id, actor, body["cause_category"],
-                                         body["repair"], body.get("parts_replaced", []))
-            else:
-                ticket = await getattr(s, name)(ticket_id, actor, **body)
-            return _ticket(ticket)
+            body = await _body(request)
+            return _ticket(await apply_action(store(), ticket_id, user_of(request).name,
+                                              suffix, body))
 
         return run
 
@@ -156,6 +148,25 @@ def add_ticket_routes(app: web.Application,
     for suffix, (name, _) in ACTIONS.items():
         app.router.add_post(f"/api/v1/tickets/{{id}}/{suffix}",
                             guarded(action(suffix), ROLES[name]))
+
+
+def may(role: str, suffix: str) -> bool:
+    """Whether `role` may take the ticket action at path `suffix` (a key of ACTIONS): the
+    API's rule, which the web UI also follows to refuse and to hide its buttons."""
+    return role in ROLES[ACTIONS[suffix][0]]
+
+
+async def apply_action(store: TicketStore, ticket_id: int, actor: str, suffix: str,
+                       body: Any) -> Ticket:
+    """Check `body` for the ticket action at path `suffix` and take it in the store as
+    `actor` (the API and the web UI both come here; roles are the caller's to check with
+    `may`). Raises BadRequest or the store's errors; nothing changes on any of them."""
+    name, fields = ACTIONS[suffix]
+    body = _fields(body, fields)
+    if name == "resolve":
+        return await store.resolve(ticket_id, actor, body["cause_category"], body["repair"],
+                                   body.get("parts_replaced", []))
+    return await getattr(store, name)(ticket_id, actor, **body)
 
 
 @cache
