@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agent.alertmanager import AlertmanagerSender, alert_time
 from agent.config import Config
+from agent.inventory import Device
 from agent.state import State
 from rules.engine import Engine
 from rules.faults import Fault, load_json, save_json
@@ -150,7 +151,9 @@ class RulesRunner:
         else:
             faults = [f for f in changed.values() if f.state in ("firing", "resolved")]
         settings = self.config.settings
-        alerts = [alert(f, now, resend, settings.agent.id, f"http://{settings.listen}")
+        devices = self.config.inventory.devices
+        alerts = [alert(f, now, resend, settings.agent.id, f"http://{settings.listen}",
+                        topology_labels(devices.get(f.device) if f.device else None))
                   for f in faults if f.suppressed is None or f.state == "resolved"]
         if alerts:
             await self.sender.send(alerts)
@@ -166,11 +169,32 @@ class RulesRunner:
             await self.sender.close()
 
 
-def alert(fault: Fault, now: float, resend: float, agent: str, base_url: str
-          ) -> dict[str, Any]:
-    """A fault as an Alertmanager v2 alert: labels for routing (level, site, device), texts
-    as annotations; a firing one expires after four resend intervals unless sent again."""
-    labels = {**fault.alert_labels(), "agent": agent, "fault_key": fault.key}
+def topology_labels(device: Device | None) -> dict[str, str]:
+    """`switch` and `ups` for Alertmanager's inhibit rules (config/centre/alertmanager.yml):
+    the switch or UPS a device hangs off, or, on a switch or UPS, its own id, so a
+    SwitchUnreachable alert and its cameras' alerts share `switch`. One hop only: the agent's
+    own topology (rules/topology.py) already resolves the chain and sends only the root."""
+    if device is None:
+        return {}
+    out = {}
+    if device.kind == "switch":
+        out["switch"] = device.id
+    elif device.uplink is not None:
+        out["switch"] = device.uplink.switch
+    if device.kind == "ups":
+        out["ups"] = device.id
+    elif device.powered_by is not None and device.powered_by.ups:
+        out["ups"] = device.powered_by.ups
+    return out
+
+
+def alert(fault: Fault, now: float, resend: float, agent: str, base_url: str,
+          topology: dict[str, str] | None = None) -> dict[str, Any]:
+    """A fault as an Alertmanager v2 alert: labels for routing (level, site, device, and the
+    device's `topology_labels`), texts as annotations; a firing one expires after four
+    resend intervals unless sent again."""
+    labels = {**(topology or {}), **fault.alert_labels(), "agent": agent,
+              "fault_key": fault.key}
     annotations = {}
     for key, langs in fault.texts.items():
         annotations[key] = langs.get("zh", "")

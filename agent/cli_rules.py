@@ -1,10 +1,11 @@
-"""The rules engine's commands: `vigil test rules`, `vigil export prometheus-rules`,
+"""The rules engine's commands: `vigil test rules`, `vigil export prometheus-rules|targets`,
 `vigil faults`, `vigil silence` (the last two talk to the running agent's API)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +84,48 @@ def export_prometheus_rules_cmd(config_path: Path, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
     for line in warnings:
         click.echo(f"warning: {line}", err=True)
+
+
+@export.command("prometheus-targets")
+@click.argument("configs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--address", "addresses", multiple=True, metavar="HOST:PORT",
+              help="Where the centre reaches the agent, one per config in the same order "
+                   "(default: each agent.yaml's `listen`).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here (atomically: Prometheus re-reads the file on change) instead "
+                   "of standard output.")
+def export_prometheus_targets_cmd(configs: tuple[Path, ...], addresses: tuple[str, ...],
+                                  output: Path | None) -> None:
+    """The branch agents as a Prometheus file_sd target file, for the centre's Prometheus.
+
+    CONFIGS are the branches' agent.yaml files (default: $VIGIL_CONFIG or
+    /etc/vigil/agent.yaml). Each becomes a target group labelled `branch=<agent.id>`; see
+    config/centre/prometheus.yml for the scrape job that reads it."""
+    from agent.centre import Branch, TargetError, prometheus_targets
+    from agent.config import DEFAULT_CONFIG
+
+    paths = list(configs) or [Path(os.environ.get("VIGIL_CONFIG", DEFAULT_CONFIG))]
+    if addresses and len(addresses) != len(paths):
+        raise click.UsageError(f"{len(addresses)} --address for {len(paths)} config(s): give "
+                               f"one per config, in the same order, or none")
+    try:
+        branches = [Branch.load(path, addresses[i] if addresses else None)
+                    for i, path in enumerate(paths)]
+        groups = prometheus_targets(branches)
+    except (TargetError, ConfigError) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            click.echo(str(error), err=True)
+        sys.exit(1)
+    text = json.dumps(groups, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
 
 
 

@@ -211,7 +211,8 @@ def alertmanager(work: Path) -> Iterator[str]:
         yield url
 
 
-DEBIAN_PACKAGE.update({"initdb": "postgresql", "pg_ctl": "postgresql", "runuser": "util-linux"})
+DEBIAN_PACKAGE.update({"amtool": "prometheus-alertmanager", "initdb": "postgresql",
+                       "pg_ctl": "postgresql", "runuser": "util-linux"})
 
 
 @contextmanager
