@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agent.alert_relay import add_alert_relay_routes
 from agent.api import add_routes
 from agent.auth import Authenticator, Users
 from agent.grounding_api import add_grounding_routes
@@ -66,6 +67,8 @@ def make_app(agent: Agent) -> web.Application:
                           else None, auth)
     add_statistics_routes(app, lambda: agent.tickets if agent.tickets is not None
                           and agent.tickets.ready else None, auth)
+    add_alert_relay_routes(app, lambda: agent.tickets.notifier if agent.tickets is not None
+                           else None, auth)
     add_webui_routes(app, agent, auth)  # /ui/ (and / redirects there)
     return app
 

@@ -322,7 +322,10 @@ class TicketRunner:
         self.notifier.submit(message, channels)
 
     def _delivered(self, message: Message, channel: str) -> None:
-        """The notifier is done with `message` on `channel` (delivered or dead-lettered)."""
+        """The notifier is done with `message` on `channel` (delivered or dead-lettered).
+        Messages without a ticket (relayed from Alertmanager) have no outbox mark."""
+        if not message.ticket.isdigit():
+            return
         out = self._outgoing.get((int(message.ticket), message.kind, message.seq))
         if out is not None:
             out.waiting.discard(channel)

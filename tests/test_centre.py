@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -205,3 +206,102 @@ async def _post_and_list(url: str, alerts: list[dict], expect: int) -> dict[str,
                     or time.monotonic() > deadline:
                 return states
             await asyncio.sleep(0.1)
+
+
+OTHER_TIERS = ("email-team-lead", "dingtalk-contractor", "email-contractor-manager",
+               "email-owner")   # config/escalation.yaml's other channels (not used here)
+
+
+def _relay_site(work: Path, robot_base: str) -> Path:
+    """An agent with no devices, a SQLite ticket store and the WeCom robot channel."""
+    (work / "credentials.yaml").write_text("credentials: {}\n")
+    (work / "credentials.yaml").chmod(0o600)
+    (work / "inventory.yaml").write_text("sites:\n  - {id: dh, name: 东湖社区}\ndevices: []\n")
+    http = peers.free_port(socket.SOCK_STREAM)
+    (work / "agent.yaml").write_text(f"""\
+agent: {{id: branch-relay}}
+listen: 127.0.0.1:{http}
+state_dir: state
+rules: {{files: []}}
+tickets:
+  url: 'sqlite+aiosqlite:///{work / "tickets.db"}'
+  escalation: '{ROOT}/config/escalation.yaml'
+notifications:
+  channels:
+    - {{name: wecom-maintenance, type: wecom, key: duty-key, api_base: '{robot_base}',
+       storm_window: 0s}}
+""" + "".join(f"    - {{name: {n}, type: wecom, key: {n}, api_base: '{robot_base}'}}\n"
+              for n in OTHER_TIERS))
+    return work / "agent.yaml"
+
+
+async def test_alertmanager_reaches_wecom_through_the_agent(tmp_path: Path) -> None:
+    """The shipped alertmanager.yml's level-1/2 receiver, in a real Alertmanager, posts to a
+    Vigil agent's /api/v1/alertmanager/webhook, and the agent's WeCom channel delivers it to
+    the (loopback) robot; bad calls of the webhook are refused and send nothing."""
+    from agent.auth import add_user
+    from agent.daemon import Agent
+    from tests.test_tickets_e2e import robot, until
+
+    binary = peers.program("prometheus-alertmanager")
+    async with robot() as (wecom, robot_base):
+        config_path = _relay_site(tmp_path, robot_base)
+        engineer = add_user(tmp_path / "tokens.yaml", "zhang.eng", "engineer")
+        viewer = add_user(tmp_path / "tokens.yaml", "guest", "viewer")
+        agent = Agent(load_config(config_path))
+        await agent.start()
+        listen = agent.config.settings.listen
+        token_file = tmp_path / "vigil-token"
+        token_file.write_text(engineer)
+        am_config = (CENTRE / "alertmanager.yml").read_text() \
+            .replace("127.0.0.1:9830", listen) \
+            .replace("/etc/alertmanager/vigil-token", str(token_file))
+        (tmp_path / "alertmanager.yml").write_text(am_config)
+        port = peers.free_port(socket.SOCK_STREAM)
+        url = f"http://127.0.0.1:{port}"
+        args = [binary, f"--config.file={tmp_path / 'alertmanager.yml'}",
+                f"--storage.path={tmp_path / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+        hook = f"http://{listen}/api/v1/alertmanager/webhook"
+        try:
+            async with aiohttp.ClientSession() as session:
+                async def post(body: object, token: str | None = engineer,
+                               query: str = "?channel=wecom-maintenance") -> tuple[int, dict]:
+                    headers = {"Authorization": f"Bearer {token}"} if token else {}
+                    async with session.post(hook + query, json=body, headers=headers) as r:
+                        return r.status, await r.json()
+
+                good = {"version": "4", "alerts": [{
+                    "status": "firing", "labels": {"alertname": "X", "level": "2"},
+                    "annotations": {"summary": "测试"}, "startsAt": "2026-11-25T00:00:00Z"}]}
+                assert (await post(good, token=None))[0] == 401
+                assert (await post(good, token=viewer))[0] == 403
+                status, body = await post(good, query="?channel=nope")
+                assert status == 400 and "unknown nope; known: dingtalk-contractor" in body["error"]
+                status, body = await post(good, query="")
+                assert status == 400 and "channel" in body["error"]
+                status, body = await post({"version": "4", "alerts": [{"status": "on fire"}]})
+                assert status == 400 and body["error"].startswith(
+                    "not an Alertmanager webhook payload: alerts.0.status")
+                assert wecom.texts == {}              # nothing refused was sent
+
+                with peers.child(args, tmp_path / "alertmanager.log"):
+                    peers.wait_http(f"{url}/-/ready", timeout=30)
+                    fired = [{"labels": {"alertname": "SwitchUnreachable", "level": "1",
+                                         "site": "dh", "device": "sw-core",
+                                         "fault_key": "SwitchUnreachable:sw-core"},
+                              "annotations": {"summary": "核心交换机 sw-core 离线",
+                                              "summary_en": "Core switch sw-core down"},
+                              "startsAt": "2026-11-25T08:00:00Z",
+                              "generatorURL": "http://127.0.0.1:9830/api/v1/faults/x"}]
+                    async with session.post(f"{url}/api/v2/alerts", json=fired) as response:
+                        assert response.status == 200
+                    texts = await until(lambda: _texts(wecom, "duty-key"), 30,
+                                        "the alert on the WeCom robot")
+        finally:
+            await agent.stop()
+    assert any("核心交换机 sw-core 离线" in t and "一级" in t for t in texts), texts
+
+
+async def _texts(wecom: Any, key: str) -> list[str] | None:
+    return wecom.texts.get(key)
