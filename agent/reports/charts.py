@@ -75,20 +75,31 @@ class Chart:
 
 def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[float]], *,
               title: str = "", unit: str = "", fmt: str = "svg",
-              size: tuple[float, float] = (6.0, 2.8)) -> Chart:
+              size: tuple[float, float] = (6.0, 2.8), stacked: bool = False) -> Chart:
     """Bars per category, one colour per series (e.g. faults by cause; time taken vs the
-    limit). A single series gets no legend."""
+    limit), side by side or `stacked` (e.g. faults per month by level: the total is labelled,
+    zeros are not). A single series gets no legend."""
     cjk_font()
     fig = Figure(figsize=size, layout="constrained")
     ax = fig.add_subplot()
-    n = max(1, len(series))
+    n = 1 if stacked else max(1, len(series))
     width = 0.8 / n
     positions = range(len(categories))
+    bottom = [0.0] * len(categories)
     for i, (name, values) in enumerate(series.items()):
-        offset = (i - (n - 1) / 2) * width
+        offset = 0.0 if stacked else (i - (n - 1) / 2) * width
         bars = ax.bar([p + offset for p in positions], list(values), width,
-                      label=name, color=COLOURS[i % len(COLOURS)])
-        ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
+                      bottom=bottom if stacked else None, label=name,
+                      color=COLOURS[i % len(COLOURS)])
+        if stacked:
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        else:
+            ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
+    if stacked:
+        for p, total in zip(positions, bottom, strict=True):
+            if total:
+                ax.annotate(f"{total:.3g}", (p, total), ha="center", va="bottom", fontsize=7,
+                            xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(list(positions), list(categories))
     _decorate(ax, title, unit, legend=len(series) > 1)
     return _save(fig, fmt)
