@@ -450,3 +450,12 @@ async def test_api_and_cli(server: tuple[str, str], tmp_path: Path) -> None:
                              "2026-10", "-o", str(tmp_path / "x.pdf"), token=token, cwd=tmp_path)
     assert code == 1 and "error (400): unknown site 'nowhere'" in err
     assert not (tmp_path / "x.pdf").exists()
+
+
+def test_the_route_is_in_the_spec() -> None:
+    from agent.reports.api import MONTHLY_PARAMS
+    from agent.tickets_api import openapi
+
+    operation = openapi()["paths"]["/api/v1/reports/monthly"]["get"]
+    assert {p["name"] for p in operation["parameters"]} == MONTHLY_PARAMS
+    assert {"200", "400", "401", "503"} <= set(operation["responses"])

@@ -102,6 +102,8 @@ def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[float]], 
                             xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(list(positions), list(categories))
     _decorate(ax, title, unit, legend=len(series) > 1)
+    if len(categories) > 12:  # e.g. 40 sites: upright names, smaller
+        ax.tick_params(axis="x", labelrotation=90, labelsize=6)
     return _save(fig, fmt)
 
 
