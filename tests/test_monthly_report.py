@@ -2,7 +2,8 @@
 injected, no sleeping) written through the real stores, and the exact figures in the report;
 the PDF read back with poppler (pdftotext, pdffonts, page 1 to PNG kept in VIGIL_ARTIFACTS,
 default build/test-artifacts/reports/), the XLSX with openpyxl; the API on a real aiohttp
-server on 127.0.0.1 and `vigil report monthly`.
+server on 127.0.0.1 (errors on both stores), and `vigil report monthly` asking the real agent
+(`vigil run`, started once) on the SQLite store.
 
 The site 东湖社区 (dh), all times local (Asia/Shanghai):
 
@@ -26,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,6 +62,7 @@ from agent.ups_test import UpsTestStore
 from collectors.reading import PollResult, Reading
 from tests import peers
 from tests.conftest import new_database
+from tests.test_daemon import Daemon
 
 ZONE = ZoneInfo("Asia/Shanghai")
 ROOT = Path(__file__).resolve().parents[1]
@@ -339,6 +343,18 @@ def test_no_data_charts_are_left_out(month: dict[str, Any]) -> None:
     assert "各站点摄像机在线率（%） — 无数据" in html and "接地电阻趋势 — 无数据" in html
 
 
+def test_long_tables_are_capped_in_the_pdf(month: dict[str, Any]) -> None:
+    """70 UPS tests: the 60 most notable (failed first) in the HTML/PDF, all in the XLSX."""
+    r: MonthlyReport = month["report"]
+    ok, failed = r.ups_tests
+    many = MonthlyReport(**{**r.__dict__, "ups_tests": [
+        {**ok, "id": 100 + i, "device": f"ups-{i:02d}"} for i in range(69)] + [failed]})
+    html = month["renderer"].render(many, "html").body.decode()
+    assert "另有 10 行未列出，见 XLSX。" in html and ">ups-1<" in html  # the failed one
+    book = openpyxl.load_workbook(io.BytesIO(month["renderer"].render(many, "xlsx").body))
+    assert book["UPS测试"].max_row == 71
+
+
 def test_pdf(month: dict[str, Any]) -> None:
     pdftotext, pdftoppm = peers.program("pdftotext"), peers.program("pdftoppm")
     pdffonts = peers.program("pdffonts")
@@ -418,7 +434,7 @@ async def cli(*args: str, token: str, cwd: Path) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def test_api_and_cli(server: tuple[str, str], tmp_path: Path) -> None:
+async def test_api(server: tuple[str, str]) -> None:
     base, token = server
     url = f"{base}/api/v1/reports/monthly"
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
@@ -441,15 +457,6 @@ async def test_api_and_cli(server: tuple[str, str], tmp_path: Path) -> None:
                 assert r.status == 400 and words in (await r.json())["error"], params
     async with aiohttp.ClientSession() as http, http.get(url, params={"month": "2026-10"}) as r:
         assert r.status == 401
-    code, out, err = await cli("--url", base, "monthly", "--site", "dh", "--month", "2026-10",
-                               "--format", "pdf", token=token, cwd=tmp_path)
-    assert code == 0, err
-    written = tmp_path / "运维月报-dh-2026-10.pdf"
-    assert out.startswith(written.name) and written.read_bytes().startswith(b"%PDF-")
-    code, _, err = await cli("--url", base, "monthly", "--site", "nowhere", "--month",
-                             "2026-10", "-o", str(tmp_path / "x.pdf"), token=token, cwd=tmp_path)
-    assert code == 1 and "error (400): unknown site 'nowhere'" in err
-    assert not (tmp_path / "x.pdf").exists()
 
 
 def test_the_route_is_in_the_spec() -> None:
@@ -459,3 +466,75 @@ def test_the_route_is_in_the_spec() -> None:
     operation = openapi()["paths"]["/api/v1/reports/monthly"]["get"]
     assert {p["name"] for p in operation["parameters"]} == MONTHLY_PARAMS
     assert {"200", "400", "401", "503"} <= set(operation["responses"])
+
+
+INVENTORY_YAML = """\
+sites:
+  - {id: dh, name: 东湖社区}
+  - {id: xs, name: 西山派出所}
+devices:
+  - {id: cam-1, kind: fixed_camera, site: dh, address: 127.0.0.1, snmp: false,
+     enabled: false}
+  - {id: cam-2, kind: ptz_camera, site: dh, address: 127.0.0.1, snmp: false,
+     enabled: false}
+  - {id: cam-3, kind: fixed_camera, site: dh, address: 127.0.0.1, snmp: false,
+     enabled: false}
+  - {id: ups-1, kind: ups, site: dh, address: 127.0.0.1, snmp: false,
+     enabled: false}
+  - {id: spd-1, kind: spd_monitor, site: dh, address: 127.0.0.1, snmp: false,
+     enabled: false}
+  - {id: cam-9, kind: fixed_camera, site: xs, address: 127.0.0.2, snmp: false,
+     enabled: false}
+earthing_points:
+  - {id: ep-room, site: dh, name: 机房联合接地, kind: machine_room}
+  - {id: ep-pole, site: dh, name: 路口立杆, kind: pole}
+"""
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory):
+    """The real agent (`vigil run`) on a store holding the simulated month, once."""
+    work = tmp_path_factory.mktemp("agent")
+    db = work / "tickets.db"
+    asyncio.run(simulate(f"sqlite+aiosqlite:///{db}"))
+    (work / "inventory.yaml").write_text(INVENTORY_YAML)
+    (work / "credentials.yaml").write_text("credentials: {}\n")
+    (work / "credentials.yaml").chmod(0o600)
+    port = peers.free_port(socket.SOCK_STREAM)
+    (work / "agent.yaml").write_text(
+        f"agent: {{id: branch-dh}}\nlisten: 127.0.0.1:{port}\nstate_dir: state\n"
+        f"tickets: {{url: 'sqlite+aiosqlite:///{db}'}}\n")
+    token = add_user(work / "tokens.yaml", "owner-1", "owner")
+    daemon = Daemon(work / "agent.yaml")
+    try:
+        daemon.wait_for(lambda: urllib.request.urlopen(daemon.url + "/-/ready",
+                                                       timeout=2).status == 200,
+                        what="the agent to be ready")
+        yield work, token
+    finally:
+        daemon.stop()
+
+
+async def test_the_running_agent_serves_it(agent: tuple[Path, str], tmp_path: Path) -> None:
+    """`vigil report monthly` asks the agent named in agent.yaml (its `listen`)."""
+    work, token = agent
+    config = str(work / "agent.yaml")
+    code, _, err = await cli("-c", config, "monthly", "--site", "dh", "--month", "2026-10",
+                               token=token, cwd=tmp_path)
+    assert code == 0, err
+    pdf = tmp_path / "运维月报-dh-2026-10.pdf"
+    text = subprocess.run([peers.program("pdftotext"), "-layout", str(pdf), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    for fact in ("运维月报", "东湖社区（dh）", "89.70%", "87.90%", "360.0", "月度巡检",
+                 "机房联合接地", "spd-1"):
+        assert fact in text, fact
+    code, _, err = await cli("-c", config, "monthly", "--month", "2026-10", "--format",
+                               "xlsx", "--lang", "en", token=token, cwd=tmp_path)
+    assert code == 0, err
+    book = openpyxl.load_workbook(tmp_path / "monthly-report-all-sites-2026-10.xlsx")
+    rates = {row[0]: row for row in book["Online and good-order"].iter_rows(
+        min_row=2, values_only=True)}
+    assert rates["dh"][6] == pytest.approx(2002 / 2232) and rates["xs"][6] is None
+    code, _, err = await cli("-c", config, "monthly", "--month", "2026-1", token=token,
+                             cwd=tmp_path)
+    assert code == 1 and "error (400): month '2026-1'" in err

@@ -93,12 +93,12 @@ def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[float]], 
                       color=COLOURS[i % len(COLOURS)])
         if stacked:
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        else:
-            ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
+        elif len(categories) <= 12:  # beyond, the labels run into each other
+            ax.bar_label(bars, labels=[_number(v) for v in values], fontsize=7, padding=2)
     if stacked:
         for p, total in zip(positions, bottom, strict=True):
             if total:
-                ax.annotate(f"{total:.3g}", (p, total), ha="center", va="bottom", fontsize=7,
+                ax.annotate(_number(total), (p, total), ha="center", va="bottom", fontsize=7,
                             xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(list(positions), list(categories))
     _decorate(ax, title, unit, legend=len(series) > 1)
@@ -127,6 +127,11 @@ def line_chart(series: Mapping[str, Sequence[tuple[datetime, float]]], *, title:
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     _decorate(ax, title, unit, legend=len(series) > 1 or bool(limit_label and limit))
     return _save(fig, fmt)
+
+
+def _number(value: float) -> str:
+    """A bar's label: counts whole (4277, not 4.28e+03), other values to 3 digits."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
 
 
 def _decorate(ax: Axes, title: str, unit: str, legend: bool) -> None:
