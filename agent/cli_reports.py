@@ -65,7 +65,29 @@ def ticket(obj: dict[str, Any], ticket_id: int, fmt: str, lang: str,
     base = _api(obj["config_path"], obj["url"])
     query = urlencode({"format": fmt, "lang": lang})
     body, name = download(f"{base}/api/v1/reports/tickets/{ticket_id}?{query}", obj["token"])
-    path = output or Path(name or f"ticket-{ticket_id}.{fmt}")
+    _write(output or Path(name or f"ticket-{ticket_id}.{fmt}"), body)
+
+
+@report.command("monthly")
+@click.option("--month", required=True, metavar="YYYY-MM",
+              help="Calendar month in the report's time zone (history.timezone), e.g. 2026-10.")
+@click.option("--site", metavar="SITE", help="Site id (default: all sites).")
+@FORMAT_OPTION
+@LANG_OPTION
+@OUTPUT_OPTION
+@click.pass_obj
+def monthly(obj: dict[str, Any], month: str, site: str | None, fmt: str, lang: str,
+            output: Path | None) -> None:
+    """The owner's monthly report (运维月报): fault statistics, online and good-order
+    rates, inspections, UPS discharge tests, grounding and SPDs, open items at the month's
+    end."""
+    base = _api(obj["config_path"], obj["url"])
+    params = {"month": month, "format": fmt, "lang": lang, **({"site": site} if site else {})}
+    body, name = download(f"{base}/api/v1/reports/monthly?{urlencode(params)}", obj["token"])
+    _write(output or Path(name or f"monthly-report-{site or 'all-sites'}-{month}.{fmt}"), body)
+
+
+def _write(path: Path, body: bytes) -> None:
     try:
         path.write_bytes(body)
     except OSError as exc:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -221,11 +221,33 @@ class HistoryQuery:
     async def online_rate(self, site: str, start: datetime, end: datetime,
                           kinds: Iterable[str] = CAMERA_KINDS) -> OnlineRate:
         """在线率 of a site's cameras in [start, end) (see the module's docstring)."""
-        seconds = await self.availability(start, end, site=site, kinds=kinds)
-        total = Availability()
-        for entry in seconds.values():
-            total.add(entry)
-        return OnlineRate(total.up, total.down, total.unknown, len(seconds))
+        return (await self.online_rates([site], start, end, kinds))[site]
+
+    async def online_rates(self, sites: Sequence[str], start: datetime, end: datetime,
+                           kinds: Iterable[str] = CAMERA_KINDS) -> dict[str, OnlineRate]:
+        """在线率 of several sites at once: one query per segment, grouped by site and
+        device (a monthly report of 40 sites asks once, not 40 times)."""
+        total = (end - start).total_seconds()
+        kinds = tuple(kinds)
+        up: dict[str, float] = dict.fromkeys(sites, 0.0)
+        down: dict[str, float] = dict.fromkeys(sites, 0.0)
+        seen: dict[str, set[str]] = {site: set() for site in sites}
+        async with self.engine.connect() as conn:
+            for segment, a, b in await self._segments(start, end):
+                table = AvailabilityDay if segment == "day" else AvailabilityBucket
+                when = table.day if segment == "day" else table.start
+                query = select(table.site, table.device, func.sum(table.up_seconds),
+                               func.sum(table.down_seconds)) \
+                    .where(table.collector == DEVICE_COLLECTOR, when >= a, when < b,
+                           table.site.in_(list(sites)), table.kind.in_(kinds)) \
+                    .group_by(table.site, table.device)
+                for site, device, u, d in await conn.execute(query):
+                    seen[site].add(device)
+                    up[site] += u or 0.0
+                    down[site] += d or 0.0
+        return {site: OnlineRate(up[site], down[site],
+                                 len(seen[site]) * total - up[site] - down[site],
+                                 len(seen[site])) for site in sites}
 
     async def good_order_rate(self, site: str, start: datetime, end: datetime,
                               kinds: Iterable[str] | None = None,
@@ -233,57 +255,75 @@ class HistoryQuery:
         """完好率 of a site's devices over the local days in [start, end) (see the module's
         docstring). Reads the daily availability (kept `history.retention_daily`) and the
         tickets' timelines."""
+        return (await self.good_order_rates([site], start, end, kinds, sample))[site]
+
+    async def good_order_rates(self, sites: Sequence[str], start: datetime, end: datetime,
+                               kinds: Iterable[str] | None = None,
+                               sample: time = time(10, 0)) -> dict[str, GoodOrder]:
+        """完好率 of several sites at once. The database counts the device-days and those
+        down most of the day; only the days of devices with a ticket open in the period
+        (level 1-3) are read, to look at the ticket's times."""
         _check_period(start, end)
         first, last = local_day(start, self.zone), local_day(end, self.zone)
-        table = AvailabilityDay
-        query = select(table.device, table.day, table.up_seconds, table.down_seconds) \
-            .where(table.site == site, table.collector == DEVICE_COLLECTOR,
-                   table.day >= first, table.day < last)
+        t = AvailabilityDay
+        where = [t.collector == DEVICE_COLLECTOR, t.day >= first, t.day < last,
+                 t.site.in_(list(sites)), t.up_seconds + t.down_seconds > 0]
         if kinds is not None:
-            query = query.where(table.kind.in_(tuple(kinds)))
+            where.append(t.kind.in_(tuple(kinds)))
+        counted = dict.fromkeys(sites, 0)
+        not_good: dict[str, dict[str, int]] = {site: {} for site in sites}
         async with self.engine.connect() as conn:
-            days = (await conn.execute(query)).all()
-            open_spans = await _ticket_spans(conn, {d.device for d in days},
-                                             day_range(last, self.zone)[0])
-        counted, good, not_good = 0, 0, {}
-        for device, day, up, down in days:
-            if up + down <= 0:
-                continue
-            counted += 1
-            at = datetime.combine(day, sample, self.zone).astimezone(UTC)
-            ticket_open = any(a <= at < (b or _FOREVER) for a, b in open_spans.get(device, ()))
-            if up > down and not ticket_open:
-                good += 1
-            else:
-                not_good[device] = not_good.get(device, 0) + 1
-        return GoodOrder(counted, good, not_good)
+            devices: dict[str, set[str]] = {}
+            for site, device, n, down in await conn.execute(
+                    select(t.site, t.device, func.count(), func.sum(
+                        case((t.up_seconds > t.down_seconds, 0), else_=1)))
+                    .where(*where).group_by(t.site, t.device)):
+                counted[site] += n
+                devices.setdefault(device, set()).add(site)
+                if down:
+                    not_good[site][device] = int(down)
+            spans = await _ticket_spans(conn, sites, day_range(first, self.zone)[0],
+                                        day_range(last, self.zone)[0])
+            ticketed = sorted(set(spans) & set(devices))
+            for i in range(0, len(ticketed), 500):
+                for site, device, day in await conn.execute(
+                        select(t.site, t.device, t.day).where(
+                            *where, t.up_seconds > t.down_seconds,
+                            t.device.in_(ticketed[i:i + 500]))):
+                    at = datetime.combine(day, sample, self.zone).astimezone(UTC)
+                    if any(a <= at < (b or _FOREVER) for a, b in spans[device]):
+                        not_good[site][device] = not_good[site].get(device, 0) + 1
+        return {site: GoodOrder(counted[site], counted[site] - sum(not_good[site].values()),
+                                not_good[site]) for site in sites}
 
 
 _FOREVER = datetime.max.replace(tzinfo=UTC)
 
 
-async def _ticket_spans(conn: Any, devices: set[str], before: datetime
+async def _ticket_spans(conn: Any, sites: Sequence[str], since: datetime, before: datetime
                         ) -> dict[str, list[tuple[datetime, datetime | None]]]:
-    """When each ticket of original level 1-3 on these devices was open (from opened or
-    reopened to resolved, by its timeline), opened before `before`."""
-    if not devices:
-        return {}
+    """When each ticket of original level 1-3 of these sites was open (from opened or
+    reopened to resolved, by its timeline), per device: the tickets opened before `before`
+    and not resolved for good before `since` (a resolved ticket's `resolved_at` is its
+    latest resolution, so one resolved earlier was never open in [since, before))."""
     query = select(Ticket.device, TicketEvent.ticket_id, TicketEvent.kind, TicketEvent.at) \
         .join(Ticket, Ticket.id == TicketEvent.ticket_id) \
-        .where(Ticket.device.in_(sorted(devices)), Ticket.original_level <= 3,
+        .where(Ticket.site.in_(list(sites)), Ticket.device != "", Ticket.original_level <= 3,
                Ticket.opened_at < before,
+               or_(Ticket.state.not_in(("resolved", "confirmed", "closed")),
+                   Ticket.resolved_at >= since),
                TicketEvent.kind.in_(("opened", "reopened", "resolved"))) \
         .order_by(TicketEvent.ticket_id, TicketEvent.id)
     out: dict[str, list[tuple[datetime, datetime | None]]] = {}
-    since: dict[int, datetime] = {}
+    since_of: dict[int, datetime] = {}
     owner: dict[int, str] = {}
     for device, ticket_id, kind, at in await conn.execute(query):
         owner[ticket_id] = device
         if kind in ("opened", "reopened"):
-            since.setdefault(ticket_id, at)
-        elif ticket_id in since:
-            out.setdefault(device, []).append((since.pop(ticket_id), at))
-    for ticket_id, at in since.items():
+            since_of.setdefault(ticket_id, at)
+        elif ticket_id in since_of:
+            out.setdefault(device, []).append((since_of.pop(ticket_id), at))
+    for ticket_id, at in since_of.items():
         out.setdefault(owner[ticket_id], []).append((at, None))
     return out
 

@@ -26,7 +26,7 @@ from agent.api import add_routes
 from agent.auth import Authenticator, Users
 from agent.grounding_api import add_grounding_routes
 from agent.inspections_api import add_inspection_routes
-from agent.reports.api import add_report_routes
+from agent.reports.api import add_report_routes, monthly_sources
 from agent.statistics_api import add_statistics_routes
 from agent.tickets_api import add_ticket_routes
 from agent.ups_test_api import add_ups_test_routes
@@ -58,7 +58,8 @@ def make_app(agent: Agent) -> web.Application:
     add_report_routes(app, lambda: agent.tickets.store if agent.tickets is not None
                       and agent.tickets.ready else None, auth,
                       inventory=lambda: agent.config.inventory,
-                      policy=lambda: agent.tickets.policy if agent.tickets else None)
+                      policy=lambda: agent.tickets.policy if agent.tickets else None,
+                      monthly=lambda: monthly_sources(agent))
     add_grounding_routes(app, lambda: agent.grounding, auth)
     add_ups_test_routes(app, lambda: agent.ups_tests if agent.ups_tests is not None
                         and agent.ups_tests.ready else None, auth)

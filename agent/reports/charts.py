@@ -75,22 +75,35 @@ class Chart:
 
 def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[float]], *,
               title: str = "", unit: str = "", fmt: str = "svg",
-              size: tuple[float, float] = (6.0, 2.8)) -> Chart:
+              size: tuple[float, float] = (6.0, 2.8), stacked: bool = False) -> Chart:
     """Bars per category, one colour per series (e.g. faults by cause; time taken vs the
-    limit). A single series gets no legend."""
+    limit), side by side or `stacked` (e.g. faults per month by level: the total is labelled,
+    zeros are not). A single series gets no legend."""
     cjk_font()
     fig = Figure(figsize=size, layout="constrained")
     ax = fig.add_subplot()
-    n = max(1, len(series))
+    n = 1 if stacked else max(1, len(series))
     width = 0.8 / n
     positions = range(len(categories))
+    bottom = [0.0] * len(categories)
     for i, (name, values) in enumerate(series.items()):
-        offset = (i - (n - 1) / 2) * width
+        offset = 0.0 if stacked else (i - (n - 1) / 2) * width
         bars = ax.bar([p + offset for p in positions], list(values), width,
-                      label=name, color=COLOURS[i % len(COLOURS)])
-        ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
+                      bottom=bottom if stacked else None, label=name,
+                      color=COLOURS[i % len(COLOURS)])
+        if stacked:
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        elif len(categories) <= 12:  # beyond, the labels run into each other
+            ax.bar_label(bars, labels=[_number(v) for v in values], fontsize=7, padding=2)
+    if stacked:
+        for p, total in zip(positions, bottom, strict=True):
+            if total:
+                ax.annotate(_number(total), (p, total), ha="center", va="bottom", fontsize=7,
+                            xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(list(positions), list(categories))
     _decorate(ax, title, unit, legend=len(series) > 1)
+    if len(categories) > 12:  # e.g. 40 sites: upright names, smaller
+        ax.tick_params(axis="x", labelrotation=90, labelsize=6)
     return _save(fig, fmt)
 
 
@@ -114,6 +127,11 @@ def line_chart(series: Mapping[str, Sequence[tuple[datetime, float]]], *, title:
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     _decorate(ax, title, unit, legend=len(series) > 1 or bool(limit_label and limit))
     return _save(fig, fmt)
+
+
+def _number(value: float) -> str:
+    """A bar's label: counts whole (4277, not 4.28e+03), other values to 3 digits."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
 
 
 def _decorate(ax: Axes, title: str, unit: str, legend: bool) -> None:

@@ -11,6 +11,7 @@ diagnosis, a note) are data, never markup.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -32,6 +33,7 @@ CONTENT_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 FORMATS = tuple(CONTENT_TYPES)
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # 7 INFO lines a PDF
 
 
 class Report(Protocol):

@@ -27,12 +27,14 @@ _BAD_TITLE = str.maketrans({c: "_" for c in "[]:*?/\\"})
 @dataclass
 class Sheet:
     """One sheet: a header row and rows of values (str, int, float, bool, aware datetime,
-    None). `formats`: Excel number formats by column index (e.g. `0.0` for minutes)."""
+    None). `formats`: Excel number formats by column index (e.g. `0.0` for minutes);
+    `row_formats` by sheet row number (1 is the header), for a column of mixed figures."""
 
     title: str
     header: Sequence[str]
     rows: list[Sequence[Any]] = field(default_factory=list)
     formats: dict[int, str] = field(default_factory=dict)
+    row_formats: dict[int, str] = field(default_factory=dict)
 
 
 def workbook(sheets: Sequence[Sheet], tz: tzinfo | None) -> bytes:
@@ -66,6 +68,10 @@ def workbook(sheets: Sequence[Sheet], tz: tzinfo | None) -> bytes:
                 if isinstance(cell.value, str) and (len(cell.value) > MAX_WIDTH
                                                     or "\n" in cell.value):
                     cell.alignment = Alignment(wrap_text=True, vertical="top")
+        for number, fmt in spec.row_formats.items():
+            for cell in ws[number]:
+                if isinstance(cell.value, int | float) and not isinstance(cell.value, bool):
+                    cell.number_format = fmt
         ws.freeze_panes = "A2"
         if spec.rows:
             ws.auto_filter.ref = ws.dimensions
