@@ -23,8 +23,9 @@ from collectors.video.quality import QualityThresholds
 KINDS = ("ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor")
 Kind = Literal["ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor"]
 SubjectKind = Literal["ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor",
-                      "env_monitor", "earthing_point"]
-"""What rules select: device kinds, and the inventory's earthing points (agent/earthing.py)."""
+                      "env_monitor", "earthing_point", "inspection"]
+"""What rules select: device kinds, the inventory's earthing points (agent/earthing.py) and
+the scheduled inspections (agent/inspection_subjects.py)."""
 
 
 class SnmpOptions(Strict):
