@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from agent.daemon import Agent
 
 MAX_BODY = 64 * 1024
+MAX_HISTORY = 100_000
+FILTERS = {"state", "level", "site", "device", "rule"}
+FAULT_STATES = ("pending", "firing", "resolved")
 
 
 SILENCE_ROLES = frozenset({"engineer", "technician"})
@@ -45,6 +48,9 @@ def add_routes(app: web.Application, agent_key: web.AppKey, auth: Authenticator)
     async def faults(request: web.Request) -> web.Response:
         engine = agent(request).rules.engine
         q = request.query
+        bad = _bad_filters(q, {"suppressed"})
+        if bad:
+            return _error(400, bad)
         suppressed = q.get("suppressed", "include")
         if suppressed not in ("include", "exclude", "only"):
             return _error(400, "suppressed: use include, exclude or only")
@@ -61,11 +67,13 @@ def add_routes(app: web.Application, agent_key: web.AppKey, auth: Authenticator)
 
     async def history(request: web.Request) -> web.Response:
         engine = agent(request).rules.engine
-        try:
-            limit = int(request.query.get("limit", "100"))
-        except ValueError:
-            return _error(400, "limit: a number")
-        out = [_summary(f) for f in engine.history if _wanted(f, request.query)][:max(limit, 0)]
+        bad = _bad_filters(request.query, {"limit"})
+        if bad:
+            return _error(400, bad)
+        raw = request.query.get("limit", "100")
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_HISTORY:
+            return _error(400, f"limit: an integer 1-{MAX_HISTORY}")
+        out = [_summary(f) for f in engine.history if _wanted(f, request.query)][:int(raw)]
         return web.json_response(out, dumps=_dumps)
 
     async def one(request: web.Request) -> web.Response:
@@ -135,22 +143,54 @@ def rule_status(agent: Agent) -> list[dict[str, Any]]:
             for r in agent.config.rules.rules]
 
 
+SILENCE_FIELDS = {"matchers", "starts_at", "ends_at", "duration", "owner", "reason"}
+
+
 def _silence(body: dict[str, Any]):
+    unknown = set(body) - SILENCE_FIELDS
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)}; known: "
+                         f"{', '.join(sorted(SILENCE_FIELDS))}")
     matchers = body.get("matchers")
     if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
         raise ValueError("matchers: a list of strings like 'device=\"cam-01\"'")
+    for name in ("owner", "reason"):
+        if not isinstance(body.get(name, ""), str):
+            raise ValueError(f"{name}: a string")
     now = time.time()
     starts = body.get("starts_at")
-    if starts is not None and not isinstance(starts, (int, float)):
+    if starts is not None and not _number(starts):
         raise ValueError("starts_at: unix time in seconds")
     ends = body.get("ends_at")
     if ends is None and "duration" in body:
         ends = (starts or now) + parse_duration(body["duration"])
-    if not isinstance(ends, (int, float)) or isinstance(ends, bool):
+    if not _number(ends):
         raise ValueError("ends_at (unix time) or duration ('2h') is required: a window has "
                          "an end")
-    return new_silence(matchers, float(ends), str(body.get("owner", "")),
-                       str(body.get("reason", "")), starts_at=starts, now=now)
+    return new_silence(matchers, float(ends), body.get("owner", ""), body.get("reason", ""),
+                       starts_at=starts, now=now)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and value == value and abs(value) < 1e12  # unix seconds, not NaN, not year 33658
+
+
+def _bad_filters(q: Any, extra: set[str]) -> str | None:
+    """What is wrong with a faults query (None: nothing): unknown or repeated parameters,
+    a state or level that no fault can have."""
+    known = FILTERS | extra
+    unknown = set(q) - known
+    if unknown:
+        return f"unknown parameter(s) {sorted(unknown)}; known: {', '.join(sorted(known))}"
+    repeated = sorted(name for name in q if len(q.getall(name)) > 1)
+    if repeated:
+        return f"{', '.join(repeated)}: give it once"
+    if "state" in q and q["state"] not in FAULT_STATES:
+        return f"state: one of {', '.join(FAULT_STATES)}"
+    if "level" in q and q["level"] not in ("1", "2", "3", "4"):
+        return "level: 1-4"
+    return None
 
 
 def _wanted(fault: Fault, q: Any) -> bool:

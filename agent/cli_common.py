@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,11 @@ def _api(config_path: Path, url: str | None) -> str:
 
 class ApiClient:
     """One command group's way to the agent's API: --config/--url/--token and the group's
-    path under /api/v1 (e.g. `/tickets`)."""
+    path under /api/v1 (e.g. `/tickets`). A group whose refusals list `problems` sets
+    `problem_line` to print each of them."""
+
+    timeout = 10.0
+    problem_line: Callable[[dict[str, Any]], str] | None = None
 
     def __init__(self, config_path: Path, url: str | None, token: str | None,
                  prefix: str) -> None:
@@ -44,8 +49,13 @@ class ApiClient:
     def base(self) -> str:
         return f"{_api(self.config_path, self.url)}/api/v1{self.prefix}"
 
-    def call(self, method: str, path: str, body: dict | None = None) -> Any:
-        return api_call(method, self.base() + path, body, self.token)
+    def call(self, method: str, path: str, body: dict | None = None, *,
+             data: bytes | None = None, content_type: str = "application/json") -> Any:
+        """A JSON answer to a JSON `body`, or to raw `data` (a file) of `content_type`."""
+        content, _ = api_request(method, self.base() + path, body, self.token, self.timeout,
+                                 data=data, content_type=content_type,
+                                 problem_line=type(self).problem_line)
+        return json.loads(content or b"null")
 
 
 def api_call(method: str, url: str, body: dict | None = None, token: str | None = None
@@ -57,29 +67,36 @@ def api_call(method: str, url: str, body: dict | None = None, token: str | None 
 
 
 def api_request(method: str, url: str, body: dict | None = None, token: str | None = None,
-                timeout: float = 10.0) -> tuple[bytes, Any]:
+                timeout: float = 10.0, *, data: bytes | None = None,
+                content_type: str = "application/json",
+                problem_line: Callable[[dict[str, Any]], str] | None = None
+                ) -> tuple[bytes, Any]:
     """One request to the agent's API: (body bytes, response headers). Errors end the
-    command like `api_call`."""
+    command like `api_call`, each of the answer's `problems` printed by `problem_line`."""
     import urllib.error
     import urllib.request
 
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    data = None
     if body is not None:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers["Content-Type"] = "application/json"
+    if data is not None:
+        headers["Content-Type"] = content_type
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read(), response.headers
     except urllib.error.HTTPError as exc:
         try:
-            message = json.loads(exc.read()).get("error", exc.reason)
+            answer = json.loads(exc.read())
+            message = answer.get("error", exc.reason)
         except (ValueError, AttributeError):
-            message = exc.reason
+            answer, message = {}, exc.reason
         click.echo(f"error ({exc.code}): {message}", err=True)
+        if problem_line is not None:
+            for problem in answer.get("problems") or []:
+                click.echo(f"  {problem_line(problem)}", err=True)
         if exc.code == 401 and not token:
             click.echo("give --token or set $VIGIL_TOKEN", err=True)
         sys.exit(1)

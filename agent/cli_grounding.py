@@ -16,45 +16,19 @@ from urllib.parse import quote, urlencode
 
 import click
 
-from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api, _table
+from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, ApiClient, _table
 
 
-class _Ctx:
-    def __init__(self, config_path: Path, url: str | None, token: str | None) -> None:
-        self.config_path, self.url, self.token = config_path, url, token
+class _Ctx(ApiClient):
+    """The grounding API: a sheet import may take a while, and a refusal lists every
+    problem (row, column)."""
 
-    def call(self, method: str, path: str, data: bytes | None = None,
-             content_type: str = "application/json") -> Any:
-        """One request; a refusal prints the error and every problem (row, column)."""
-        import urllib.error
-        import urllib.request
+    timeout = 60.0
 
-        url = f"{_api(self.config_path, self.url)}/api/v1/grounding{path}"
-        headers = {"Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        if data is not None:
-            headers["Content-Type"] = content_type
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            try:
-                answer = json.loads(exc.read())
-            except ValueError:
-                answer = {"error": exc.reason}
-            click.echo(f"error ({exc.code}): {answer.get('error', exc.reason)}", err=True)
-            for p in answer.get("problems") or []:
-                where = f"{p['where']}, " if p.get("where") else ""
-                click.echo(f"  {where}{p['field']}: {p['message']}", err=True)
-            if exc.code == 401 and not self.token:
-                click.echo("give --token or set $VIGIL_TOKEN", err=True)
-            sys.exit(1)
-        except (urllib.error.URLError, OSError) as exc:
-            click.echo(f"error: cannot reach the agent at {url}: "
-                       f"{getattr(exc, 'reason', exc)} (is `vigil run` running?)", err=True)
-            sys.exit(2)
+    @staticmethod
+    def problem_line(p: dict[str, Any]) -> str:
+        where = f"{p['where']}, " if p.get("where") else ""
+        return f"{where}{p['field']}: {p['message']}"
 
 
 def _when(iso: str | None) -> str:
@@ -75,7 +49,7 @@ def _ohm(value: float | None) -> str:
 def grounding(ctx: click.Context, config_path: Path, url: str | None, token: str | None
               ) -> None:
     """Grounding resistance of the earthing points (接地电阻): record, import, list, trend."""
-    ctx.obj = _Ctx(config_path, url, token)
+    ctx.obj = _Ctx(config_path, url, token, "/grounding")
 
 
 @grounding.command("record")
@@ -104,8 +78,7 @@ def record_cmd(c: _Ctx, point: str, ohm: float, instrument: str, weather: str,
             click.echo(f"error: --at '{at}': write it as 'YYYY-MM-DD HH:MM'", err=True)
             sys.exit(1)
         body["measured_at"] = when.astimezone().isoformat()
-    saved = c.call("POST", f"/{quote(point, safe='')}/measurements",
-                   json.dumps(body, ensure_ascii=False).encode("utf-8"))
+    saved = c.call("POST", f"/{quote(point, safe='')}/measurements", body)
     state = saved["status"]
     verdict = "超过限值 (above limit)" if state["over_limit"] else "合格 (within limit)"
     click.echo(f"recorded {point}: {saved['ohm']:g} Ω at {_when(saved['measured_at'])}, "
@@ -120,8 +93,8 @@ def import_cmd(c: _Ctx, file: Path, dry_run: bool) -> None:
     """Import a filled measurement sheet (CSV or XLSX; columns point, measured_at, ohm,
     instrument, technician, weather[, soil, notes]). Any problem refuses the whole sheet."""
     query = urlencode({"filename": file.name, "dry_run": "true" if dry_run else "false"})
-    answer = c.call("POST", f"/import?{query}", file.read_bytes(),
-                    "application/octet-stream")
+    answer = c.call("POST", f"/import?{query}", data=file.read_bytes(),
+                    content_type="application/octet-stream")
     if dry_run:
         click.echo(f"{answer['checked']} measurement(s) checked, no problem (nothing stored)")
     else:

@@ -14,6 +14,7 @@ from pathlib import Path
 from agent import yamlfile
 from agent.credentials import Login, load_credentials
 from agent.escalation import Policy, builtin_policy, load_policy
+from agent.inspection_subjects import add_inspection_subjects
 from agent.inventory import Device, Inventory, load_inventory
 from agent.settings import Settings, SnmpOptions, merge_snmp
 from agent.validation import validate
@@ -108,6 +109,8 @@ def load_config(path: Path) -> Config:
         errors.extend(exc.errors)
     if errors:
         raise ConfigErrors(errors)
+    if settings.tickets.enabled:  # inspections live in the ticket store
+        add_inspection_subjects(inventory, settings.inspections)
     unknown = [n for n in settings.traps.credentials if n not in credentials]
     if unknown and credentials_ok:
         errors.append(doc.error(("traps", "credentials"), f"not in the credentials file: "

@@ -32,6 +32,8 @@ from agent.fault_metrics import FaultCollector
 from agent.grounding_stage import GroundingStage, Subjects
 from agent.history import history_runner
 from agent.http import make_app
+from agent.inspection_sections import section_providers
+from agent.inspection_subjects import InspectionReadings
 from agent.inspections import InspectionMetrics, InspectionRunner, InspectionService
 from agent.notify import JsonlDeadLetters, Notifier
 from agent.plans import rtsp_overload, video_thresholds
@@ -79,7 +81,11 @@ class Agent:
         self.state.sync(config.inventory)
         self.grounding = GroundingStage(config.inventory, config.settings.tickets.url, clock)
         self.registry.register(self.grounding.collector())
-        self.subjects = Subjects(self.state, self.grounding.state)  # + earthing points
+        self.inspection_readings = InspectionReadings(
+            lambda: self.inspections.metrics.rows if self.inspections else [], clock)
+        self.inspection_readings.sync(config.inventory)
+        self.subjects = Subjects(self.state, self.grounding.state,  # + earthing points
+                                 self.inspection_readings.state)  # + scheduled inspections
         self.rules = RulesRunner(config, self.subjects, self.registry,  # type: ignore[arg-type]
                                  self._poll_interval)
         self.registry.register(FaultCollector(lambda: list(self.rules.engine.active.values())))
@@ -90,6 +96,9 @@ class Agent:
         if self.ups_tests is not None:
             self.rules.after_cycle.append(self.ups_tests.on_cycle)
         self.inspections = _inspection_runner(self, clock)
+        if self.inspections is not None:
+            self.inspections.listeners.append(self.inspection_readings.publish)
+            self.rules.after_cycle.append(self.inspection_readings.on_cycle)
         self.history = history_runner(config.settings, lambda: self.config.profiles.catalogue,
                                       self._poll_interval, lambda: self.state.devices, clock)
         if self.history is not None:
@@ -144,6 +153,7 @@ class Agent:
                 forget(plan.device)
         await self.events.apply(config)
         self.grounding.adopt(config.inventory)
+        self.inspection_readings.sync(config.inventory)
         self.subjects.sync()
         self.rules.adopt(config)
         if self.tickets is not None:
@@ -298,7 +308,11 @@ def _inspection_runner(agent: Agent, clock: Callable[[], float]) -> InspectionRu
     if tickets is None:
         return None
     settings = lambda: agent.config.settings.inspections  # noqa: E731  # follows reloads
-    service = InspectionService(tickets.store, settings, lambda: agent.state)
+    providers = section_providers(
+        lambda: agent.config.inventory, clock, ups_tests=lambda: agent.ups_tests,
+        grounding=lambda: agent.grounding,
+        history=(lambda: agent.history) if agent.config.settings.history.enabled else None)
+    service = InspectionService(tickets.store, settings, lambda: agent.state, providers)
     return InspectionRunner(service, settings, lambda: tickets.ready,
                             InspectionMetrics(agent.registry), clock)
 

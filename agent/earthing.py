@@ -85,7 +85,7 @@ def sync_points(state: Any, inventory: Any) -> None:
     following a (re)loaded inventory; readings of points that stay are kept."""
     from agent.state import DeviceState
 
-    wanted = {k: v for k, v in inventory.subjects.items() if k not in inventory.devices}
+    wanted = {k: v for k, v in inventory.subjects.items() if v.kind == EARTHING_KIND}
     for key in list(state.devices):
         if key not in wanted and key not in inventory.devices:
             del state.devices[key]

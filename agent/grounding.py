@@ -44,6 +44,7 @@ from agent.tickets.models import Base, UtcDateTime
 from agent.tickets.store import _sqlite_setup
 
 MAX_OHM = 1000.0
+MIN_OHM = 0.001  # below any earth tester's resolution (and the trend's ratio stays finite)
 """Above this no earth-resistance reading is plausible: a slip of the pen (kΩ, a missing
 decimal point) or an open test lead."""
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -124,9 +125,9 @@ class Refused(Exception):
 
 def check(batch: Sequence[Measurement], points: dict[str, EarthingPoint], now: float
           ) -> list[Problem]:
-    """Every problem of the batch: unknown point, value out of range (≤ 0 or > 1000 Ω), time
-    missing, before 2000 or in the future, text fields missing or too long, the same point
-    and time twice."""
+    """Every problem of the batch: unknown point, value out of range (≤ 0, < 0.001 or
+    > 1000 Ω), time missing, before 2000 or in the future, text fields missing or too long,
+    the same point and time twice."""
     out: list[Problem] = []
     seen: dict[tuple[str, datetime], str] = {}
     for m in batch:
@@ -143,6 +144,8 @@ def check(batch: Sequence[Measurement], points: dict[str, EarthingPoint], now: f
             bad("ohm", f"a number of ohms (got {ohm!r})")
         elif ohm != ohm or ohm <= 0:
             bad("ohm", f"{ohm} Ω: must be above 0 (a reading of 0 is a shorted test lead)")
+        elif ohm < MIN_OHM:
+            bad("ohm", f"{ohm} Ω: below {MIN_OHM:g} Ω, which no earth tester resolves")
         elif ohm > MAX_OHM:
             bad("ohm", f"{ohm} Ω: above {MAX_OHM:g} Ω is not a plausible earth resistance "
                        f"(kΩ typed for Ω? a lead not connected?)")

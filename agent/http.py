@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from agent.daemon import Agent
 
 AGENT_KEY = web.AppKey("agent", object)
+AUTH_KEY = web.AppKey("auth", Authenticator)  # its failure limiter, for tests to relax
 
 
 def make_app(agent: Agent) -> web.Application:
@@ -52,6 +53,7 @@ def make_app(agent: Agent) -> web.Application:
     if not tokens.is_absolute():
         tokens = agent.config.path.parent / tokens
     auth = Authenticator(Users.from_file(tokens))  # one failure limiter for every route
+    app[AUTH_KEY] = auth
     add_routes(app, AGENT_KEY, auth)
     add_ticket_routes(app, lambda: agent.tickets.store if agent.tickets is not None
                       and agent.tickets.ready else None, auth)

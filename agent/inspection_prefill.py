@@ -2,10 +2,11 @@
 
 Per device of the site: kind, name, firmware, whether it answers now, the tickets of the
 period (count, the ones still open, causes), UPS state, SPD state and strikes; per site the
-tickets that are not about one device (site aggregates). Sections that other modules own
+tickets that are not about one device (site aggregates). Sections that other stages own
 (availability from the readings history, the UPS discharge test, grounding resistance) come
-through a small registry of providers: `register_section(name, provider)`. A section whose
-provider is missing or fails is shown as "not available", never left out silently.
+from the agent's providers (agent/inspection_sections.py), given to the InspectionService. A
+section whose provider is missing or fails is shown as "not available", never left out
+silently.
 """
 
 from __future__ import annotations
@@ -37,15 +38,7 @@ SECTIONS: dict[str, dict[str, str]] = {
 }
 """The sections every sheet shows, in order, with their titles."""
 NOT_AVAILABLE = {"zh": "暂无数据", "en": "not available"}
-PROVIDERS: dict[str, SectionProvider] = {}
 TICKET_LIMIT = 100_000
-
-
-def register_section(name: str, provider: SectionProvider) -> None:
-    """Make `provider` fill section `name` of every sheet pre-filled from now on."""
-    if name not in SECTIONS:
-        raise ValueError(f"unknown section {name!r}; known: {', '.join(SECTIONS)}")
-    PROVIDERS[name] = provider
 
 
 def checklist_rows(schedule: InspectionSchedule, devices: list[dict[str, Any]]
@@ -151,7 +144,6 @@ async def prefill(due: Due, schedule: InspectionSchedule, state: State, store: T
         "period": due.period, "period_start": due.start.isoformat(),
         "period_end": due.end.isoformat(), "due_at": due.due.isoformat(),
         "devices": devices, "site_tickets": _tickets(others),
-        "sections": await sections(due.site, due.start, due.end,
-                                   PROVIDERS if providers is None else providers),
+        "sections": await sections(due.site, due.start, due.end, providers or {}),
         "checklist": checklist_rows(schedule, devices),
     }

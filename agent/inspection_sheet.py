@@ -20,6 +20,7 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.utils import get_column_letter
 
 from agent.inspections import Problem, Row, SheetRefused
+from agent.reports.workbook import cell_text
 
 COLUMNS = ("item", "device", "description", "status", "note")
 HEADERS = {"item": "item / 检查项", "device": "device / 设备", "description": "description / 内容",
@@ -48,7 +49,7 @@ def to_xlsx(inspection: dict[str, Any], lang: str = "zh") -> bytes:
     ws.title = CHECKLIST
     ws.append([HEADERS[c] for c in COLUMNS])
     for row in rows_of(inspection, lang):
-        ws.append(row)
+        ws.append([cell_text(v) for v in row])
     for index, width in enumerate((26, 18, 40, 12, 40), start=1):
         ws.column_dimensions[get_column_letter(index)].width = width
     ws.freeze_panes = "A2"

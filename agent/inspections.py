@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -174,6 +174,8 @@ class InspectionService:
         self.settings = settings
         self.state = state
         self.providers = providers
+        self.changed: list[Callable[[], Awaitable[None]]] = []
+        """Called after an inspection is created or changes state (the overdue check)."""
 
     def now(self) -> datetime:
         return self.tickets.now()
@@ -264,7 +266,7 @@ class InspectionService:
             return inspection
 
         try:
-            return await self.tickets._in_transaction(run), True
+            created = await self.tickets._in_transaction(run)
         except IntegrityError:  # created meanwhile (the timer, another agent): that one
             async with self.tickets._readers() as session:
                 found = await session.scalar(select(Inspection).where(
@@ -273,6 +275,8 @@ class InspectionService:
             if found is None:
                 raise
             return found, False
+        await self._changed()
+        return created, True
 
     async def _prefill(self, due: Due) -> dict[str, Any]:
         schedule = self.settings().schedules.get(due.kind)
@@ -383,7 +387,13 @@ class InspectionService:
                         {"from": source, "to": target, **data})
             return inspection
 
-        return await self.tickets._in_transaction(run)
+        changed = await self.tickets._in_transaction(run)
+        await self._changed()
+        return changed
+
+    async def _changed(self) -> None:
+        for hook in self.changed:
+            await hook()
 
     # -- overdue ----------------------------------------------------------------------------
 
@@ -468,15 +478,24 @@ class InspectionRunner:
         self.service, self.settings, self.ready = service, settings, ready
         self.metrics, self.clock = metrics, clock
         self.first_check = first_check
+        self.listeners: list[Callable[[], None]] = []
+        """Called with new overdue rows in `metrics.rows` (the rules' readings)."""
         self._task: asyncio.Task | None = None
+        service.changed.append(self.check_overdue)
 
     async def tick(self) -> None:
         if not self.ready():
             return
-        now = datetime.fromtimestamp(self.clock(), UTC)
         if self.settings().enabled:
-            await self.service.ensure_due(now)
-        self.metrics.rows = await self.service.overdue(now)
+            await self.service.ensure_due(datetime.fromtimestamp(self.clock(), UTC))
+        await self.check_overdue()
+
+    async def check_overdue(self) -> None:
+        """Which scheduled inspections are overdue now: the metrics and the readings."""
+        self.metrics.rows = await self.service.overdue(datetime.fromtimestamp(self.clock(),
+                                                                              UTC))
+        for listener in self.listeners:
+            listener()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())

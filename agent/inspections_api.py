@@ -27,7 +27,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from agent.auth import ANY_ROLE, Authenticator, user_of
 from agent.inspection_models import INSPECTION_STATES
 from agent.inspection_sheet import XLSX_TYPE, read_sheet, to_csv, to_xlsx
-from agent.inspections import IllegalState, InspectionNotFound, Problem, Row, SheetRefused
+from agent.inspections import (
+    STATUS_ALIASES,
+    IllegalState,
+    InspectionNotFound,
+    Problem,
+    Row,
+    SheetRefused,
+)
 from agent.tickets.store import InvalidInput
 from agent.tickets_api import BadRequest, _body, _dumps, _error, _fields, _json
 
@@ -116,9 +123,15 @@ def add_inspection_routes(app: web.Application,
                                   "note?}, ...]}")
         rows = []
         for index, entry in enumerate(body["results"]):
-            if not isinstance(entry, dict) or set(entry) - {"item", "device", "status", "note"}:
+            if not isinstance(entry, dict) or set(entry) - {"item", "device", "status", "note"} \
+                    or not all(isinstance(entry.get(k, ""), str)
+                               for k in ("item", "device", "status", "note")):
                 raise SheetRefused([Problem(f"results[{index}]", "-", "an object with item, "
-                                                                       "device?, status, note?")])
+                                                                       "device?, status, note? "
+                                                                       "(strings)")])
+            if entry.get("status") not in STATUS_ALIASES:  # a sheet's cells may be loose
+                raise SheetRefused([Problem(f"results[{index}]", "status", "one of "
+                                            f"{', '.join(STATUS_ALIASES)}")])
             rows.append(Row(f"results[{index}]", entry.get("item"), entry.get("device", ""),
                             entry.get("status"), entry.get("note", "")))
         count = await service().record(inspection_id, user_of(request).name, rows)

@@ -23,8 +23,9 @@ from collectors.video.quality import QualityThresholds
 KINDS = ("ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor")
 Kind = Literal["ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor", "env_monitor"]
 SubjectKind = Literal["ptz_camera", "fixed_camera", "nvr", "ups", "switch", "spd_monitor",
-                      "env_monitor", "earthing_point"]
-"""What rules select: device kinds, and the inventory's earthing points (agent/earthing.py)."""
+                      "env_monitor", "earthing_point", "inspection"]
+"""What rules select: device kinds, the inventory's earthing points (agent/earthing.py) and
+the scheduled inspections (agent/inspection_subjects.py)."""
 
 
 class SnmpOptions(Strict):
@@ -311,8 +312,9 @@ class History(Strict):
         "Asia/Shanghai", description="IANA timezone of the site: where its days begin and end "
                                      "for the daily summaries and the reports.")
     retention_5m: Duration = Field(
-        14 * 86400.0, description="Bucket rows are deleted once their start is older than "
-                                  "this (in batches, once a day).")
+        7 * 86400.0, description="Bucket rows are deleted once their start is older than "
+                                 "this (in batches, once a day). About 145 bytes a row: "
+                                 "1,000 devices cost about 1 GB a day of buckets.")
     retention_daily: Duration = Field(
         730 * 86400.0, description="Daily rows are deleted once their day began before "
                                    "this long ago.")

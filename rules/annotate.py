@@ -7,7 +7,9 @@ its raw source with the error noted, never a lost fault.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
@@ -15,6 +17,14 @@ from jinja2.sandbox import SandboxedEnvironment
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True)
 _ENV.filters["pct"] = lambda v, digits=0: f"{float(v) * 100:.{digits}f}%"
 _ENV.filters["num"] = lambda v, digits=1: f"{float(v):.{digits}f}"
+
+
+def _date(value: Any, timezone: str = "Asia/Shanghai", fmt: str = "%Y-%m-%d") -> str:
+    """A unix time as a local date (`{{ due | date('Asia/Shanghai') }}`)."""
+    return datetime.fromtimestamp(float(value), ZoneInfo(timezone)).strftime(fmt)
+
+
+_ENV.filters["date"] = _date
 
 
 def compile_text(source: str) -> Template:

@@ -18,10 +18,12 @@ from pydantic import Field
 
 from agent import yamlfile
 from agent.earthing import sync_points
+from agent.inspection_schedule import Inspections
+from agent.inspection_subjects import add_inspection_subjects
 from agent.inventory import Inventory, load_inventory
 from agent.settings import Duration, Strict
 from agent.settings import Rules as RulesSettings
-from agent.state import State
+from agent.state import DeviceState, State
 from agent.validation import validate
 from agent.yamlfile import ConfigErrors, Document
 from collectors.reading import PollResult, Reading, event
@@ -32,7 +34,8 @@ from rules.silences import new_silence
 
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: series time 0
 COLLECTOR_OF = (("onvif_", "onvif"), ("rtsp_", "rtsp"), ("video_", "rtsp"), ("reach_", "reach"),
-                ("grounding_", "grounding"))
+                ("grounding_", "grounding"),
+                ("inspection_", "inspections"))
 
 
 class InputSeries(Strict):
@@ -101,6 +104,9 @@ class TestFile(Strict):
     earthing_points: list[dict[str, Any]] = Field(
         default_factory=list, description="As in the inventory; input series name them "
                                           "as `device`.")
+    inspections: dict[str, Any] | None = Field(
+        None, description="As agent.yaml `inspections:`; each scheduled site and kind is a "
+                          "subject named `KIND@SITE` (e.g. `monthly@dh`) in input series.")
     tests: list[RuleTest] = Field(..., description="The tests.")
 
 
@@ -134,7 +140,11 @@ def _inventory(doc: Document, spec: TestFile) -> Inventory:
                                                        [*devices, *spec.earthing_points]})]
     sub = Document(doc.file, {"sites": sites, "devices": devices,
                               "earthing_points": spec.earthing_points}, doc.lines)
-    return load_inventory([sub], None, None)
+    inventory = load_inventory([sub], None, None)
+    if spec.inspections is not None:
+        add_inspection_subjects(inventory, validate(Inspections, doc, spec.inspections,
+                                                    prefix=("inspections",)))
+    return inventory
 
 
 def _collector(series: InputSeries) -> str:
@@ -166,6 +176,8 @@ def _run_test(doc: Document, index: int, test: RuleTest, inventory: Inventory, r
     state = State()
     state.sync(inventory)
     sync_points(state, inventory)
+    for key, subject in inventory.subjects.items():  # the scheduled inspections
+        state.devices.setdefault(key, DeviceState(subject))
     engine = Engine(rules, settings)
     engine.sync(inventory, EPOCH)
     for silence in test.silences:

@@ -59,7 +59,8 @@ class Clock:
 def settings(db_url: str, **history: object) -> Settings:
     return Settings(agent={"id": "branch-dh"}, tickets={"url": db_url},
                     history={"metrics": ["onvif_round_trip_seconds", "ups_*", "up"],
-                             **history})
+                             # pinned (the default is 7d): the figures below count 14 days
+                             "retention_5m": "14d", **history})
 
 
 def camera_down(device: str, at: datetime) -> bool:

@@ -16,6 +16,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
@@ -83,9 +84,15 @@ def workbook(sheets: Sequence[Sheet], tz: tzinfo | None) -> bytes:
 def _cell(value: Any, tz: tzinfo | None) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(tz).replace(tzinfo=None) if value.tzinfo else value
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, int | float | bool):
         return value
-    return str(value)
+    return cell_text(str(value))
+
+
+def cell_text(text: str) -> str:
+    """`text` without the control characters an XLSX cell cannot hold (a note typed with
+    one, e.g. an ESC from a terminal, must not stop the report)."""
+    return ILLEGAL_CHARACTERS_RE.sub("", text)
 
 
 def _width(text: str) -> int:
