@@ -15,6 +15,7 @@ import click
 import yaml
 
 from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, _api, _load, _table, api_call
+from agent.cli_dashboards import grafana_dashboards
 from agent.yamlfile import ConfigError, ConfigErrors
 from collectors.snmp.profile import load_profiles
 
@@ -61,6 +62,9 @@ def test_rules(files: tuple[Path, ...]) -> None:
 @click.group()
 def export() -> None:
     """Write configuration for other tools from Vigil's own."""
+
+
+export.add_command(grafana_dashboards)
 
 
 @export.command("prometheus-rules")

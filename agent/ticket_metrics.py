@@ -44,6 +44,9 @@ class TicketMetrics(Collector):
         self.to_repair = Histogram(
             "vigil_ticket_time_to_repair_seconds", "From a ticket's opening (or reopening) to "
             "the repair being recorded.", ["level"], buckets=BUCKETS, registry=registry)
+        for level in "1234":    # exported at 0 from the start: increase() sees the first one
+            self.to_acknowledge.labels(level)
+            self.to_repair.labels(level)
         registry.register(self)
 
     def changed(self, ticket: Ticket, action: str) -> None:
