@@ -20,14 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from agent import systemd
 from agent.alerting import RulesRunner
 from agent.config import Config, load_config
 from agent.events import Events, trap_counters
 from agent.evidence import EvidenceStore
-from agent.exporter import AgentMetrics, StateCollector, TrapCounters
+from agent.exporter import AgentMetrics, StatePage, TrapCounters
 from agent.fault_metrics import FaultCollector
 from agent.grounding_stage import GroundingStage, Subjects
 from agent.history import history_runner
@@ -70,8 +75,9 @@ class Agent:
         self.metrics = AgentMetrics(self.registry)
         ProcessCollector(registry=self.registry)
         self.events = Events(self.state, self.metrics)
-        self.registry.register(StateCollector(self.state, lambda: self.config.profiles.catalogue,
-                                              self.events.readings))
+        self.state_page = StatePage(self.state, lambda: self.config.profiles.catalogue,
+                                    self.events.readings)
+        self.state.observers.append(self.state_page.observe)  # rendered as polls come in
         self.registry.register(TrapCounters(lambda: trap_counters(self.events)))
         self.evidence = EvidenceStore(Path(config.settings.state_dir) / "evidence",
                                       config.settings.evidence_per_device)
@@ -107,6 +113,11 @@ class Agent:
         self.ready = False
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
+
+    def metrics_page(self) -> bytes:
+        """GET /metrics: the devices (rendered per device, see StatePage), then the agent's
+        registry. Runs on a worker thread."""
+        return self.state_page.render() + generate_latest(self.registry)
 
     def _poll_interval(self, device: str, collector: str) -> float | None:
         plan = self.scheduler.plans.get(f"{device}/{collector}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from agent.alert_relay import add_alert_relay_routes
 from agent.api import add_routes
@@ -83,7 +83,7 @@ def _agent(request: web.Request) -> Agent:
 async def _metrics(request: web.Request) -> web.Response:
     # rendered on a worker thread: a big site's page (tens of MB) must not stop the polls.
     # The state is only ever replaced, never edited in place, so reading it there is safe.
-    body = await asyncio.to_thread(generate_latest, _agent(request).registry)
+    body = await asyncio.to_thread(_agent(request).metrics_page)
     response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
     if "gzip" in request.headers.get("Accept-Encoding", ""):
         response.enable_compression()

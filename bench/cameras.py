@@ -701,7 +701,6 @@ def _diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
 
 
 async def _daemon(args: argparse.Namespace) -> dict:
-    from prometheus_client import generate_latest
 
     from agent.config import load_config
     from agent.daemon import Agent
@@ -771,7 +770,7 @@ async def _daemon(args: argparse.Namespace) -> dict:
     renders = []
     for _ in range(2):
         r0 = time.process_time()
-        body = generate_latest(agent.registry)
+        body = agent.metrics_page()
         renders.append(time.process_time() - r0)
     series = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
     onvif = agent.collectors.get("onvif")

@@ -10,7 +10,7 @@ Measured over the window: process CPU seconds (getrusage, all threads) per wall 
 done and failed (the agent's own counters vigil_polls_total / vigil_poll_failures_total),
 poll lag (every value the scheduler observes into vigil_poll_lag_seconds, kept here to give
 exact percentiles), polls skipped because the previous one still ran; at the end, peak RSS
-and the cost of rendering /metrics for Prometheus (the handler's generate_latest call).
+and the cost of rendering /metrics for Prometheus (the handler's Agent.metrics_page call).
 Prints one JSON line on stdout; progress on stderr.
 """
 
@@ -97,8 +97,6 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict:
-    from prometheus_client import generate_latest
-
     from agent.config import load_config
     from agent.daemon import Agent
 
@@ -116,7 +114,6 @@ async def run(args: argparse.Namespace) -> dict:
     log(f"    agent started: {len(targets)} devices, engine {agent.engine.name}, "
         f"config loaded in {load_seconds:.1f}s; warm-up {args.warmup:g}s")
     await asyncio.sleep(args.warmup)
-    registry = agent.registry
     m = agent.metrics
     window = args.interval * args.intervals
     c0, w0 = cpu_seconds(), time.perf_counter()
@@ -139,11 +136,11 @@ async def run(args: argparse.Namespace) -> dict:
     skipped = _total(m.skipped) - s0
     lags = [v for t, v in recorder.values if t >= lag_from]
     threads = threading.active_count()
-    # what one Prometheus scrape of /metrics costs (the handler runs generate_latest)
+    # what one Prometheus scrape of /metrics costs (the handler runs metrics_page)
     renders = []
     for _ in range(2):
         r0, rw = time.process_time(), time.perf_counter()
-        body = generate_latest(registry)
+        body = agent.metrics_page()
         renders.append((time.process_time() - r0, time.perf_counter() - rw))
     series = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
     up = sum(1 for e in agent.state.devices.values() if e.up)
