@@ -100,7 +100,8 @@ class StatePage:
     result arrives (`observe`, a State observer), and a scrape only splices them per family
     (the text format wants each family's lines together). A rendered block is kept with the
     objects it was made from and used only while the device still holds those very objects;
-    anything else (an event, a reload) is re-rendered by the scrape itself.
+    anything else (an event, a reload that changed the metric catalogue) is re-rendered by
+    the scrape itself.
 
     No lock: the observer (event loop) and scrapes (worker threads) only ever replace whole
     entries of the two dicts; a block lost to a race is rendered again."""
@@ -113,6 +114,7 @@ class StatePage:
         self._blocks: dict[str, _Block] = {}
         self._headers: dict[str, bytes] = {}  # family -> its HELP and TYPE lines, in order
         self._catalogue: dict[str, MetricSpec] | None = None
+        self._generation = 0  # of the catalogue's content; blocks of an older one are stale
 
     def observe(self, result: PollResult, entry: DeviceState) -> None:
         self._block(entry)
@@ -137,7 +139,7 @@ class StatePage:
 
     def _block(self, entry: DeviceState) -> _Block:
         catalogue = self._current_catalogue()
-        made_of = _made_of(entry, self.state.site_names, catalogue)
+        made_of = _made_of(entry, self.state.site_names, self._generation)
         block = self._blocks.get(entry.device.id)
         if block is None or not block.holds(made_of):
             f = _Families()
@@ -147,9 +149,13 @@ class StatePage:
 
     def _current_catalogue(self) -> dict[str, MetricSpec]:
         catalogue = self.catalogue()
-        if catalogue is not self._catalogue:  # a reload: new help texts, new families
-            self._catalogue, self._headers = catalogue, {}
-            self._split(_Families())  # the fixed families first, even when empty
+        if catalogue is not self._catalogue:
+            changed = catalogue != self._catalogue
+            self._catalogue = catalogue
+            if changed:  # a reload that changed help texts or families: all rendered again
+                self._generation += 1
+                self._headers = {}
+                self._split(_Families())  # the fixed families first, even when empty
         return catalogue
 
     def _split(self, families: _Families) -> dict[str, bytes]:
@@ -185,14 +191,14 @@ class _Block:
 
     def holds(self, made_of: tuple) -> bool:
         return len(made_of) == len(self.made_of) and all(
-            a is b or (type(a) is str and a == b)
+            a is b or (type(a) in (int, str) and a == b)
             for a, b in zip(made_of, self.made_of, strict=True))
 
 
-def _made_of(entry: DeviceState, site_names: dict[str, str],
-             catalogue: dict[str, MetricSpec]) -> tuple:
-    """What a device's lines depend on: compared by identity (the site name by value)."""
-    return (catalogue, entry.device, site_names.get(entry.device.site, ""),
+def _made_of(entry: DeviceState, site_names: dict[str, str], generation: int) -> tuple:
+    """What a device's lines depend on: compared by identity (the catalogue's generation and
+    the site name by value)."""
+    return (generation, entry.device, site_names.get(entry.device.site, ""),
             *entry.results.values(), None, *entry.good.values(), None, *entry.events.values())
 
 

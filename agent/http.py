@@ -15,6 +15,8 @@ GET /  -> /ui/     the web UI (agent/webui)
 from __future__ import annotations
 
 import asyncio
+import gzip
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,11 +85,22 @@ def _agent(request: web.Request) -> Agent:
 async def _metrics(request: web.Request) -> web.Response:
     # rendered on a worker thread: a big site's page (tens of MB) must not stop the polls.
     # The state is only ever replaced, never edited in place, so reading it there is safe.
-    body = await asyncio.to_thread(_agent(request).metrics_page)
-    response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        response.enable_compression()
-    return response
+    body, headers = await asyncio.to_thread(
+        metrics_body, _agent(request).metrics_page, request.headers.get("Accept-Encoding", ""))
+    return web.Response(body=body, headers=headers)
+
+
+def metrics_body(render: Callable[[], bytes], accept_encoding: str
+                 ) -> tuple[bytes, dict[str, str]]:
+    """The /metrics page and its headers, gzipped at level 1 when the scraper accepts gzip
+    (Prometheus does): a 10,000-device page is ~90 MB of text; level 1 packs it ~14x in a
+    third of the CPU of the default level 6, which packs it only a little smaller."""
+    body = render()
+    headers = {"Content-Type": CONTENT_TYPE_LATEST}
+    if "gzip" in accept_encoding:
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    return body, headers
 
 
 async def _healthy(request: web.Request) -> web.Response:

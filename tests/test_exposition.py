@@ -119,6 +119,9 @@ def test_a_removed_device_and_a_reload() -> None:
     gone = page.render()
     assert value(gone, "vigil_device_up", device="ups-2") is None
     assert value(gone, "vigil_device_inventory_info", device="ups-2") is None
+    kept = dict(page._blocks)
+    catalogue[0] = dict(CATALOGUE)              # a reload that changed nothing: blocks kept
+    assert page.render() == gone and page._blocks == kept
     spec = CATALOGUE["ups_battery_charge_ratio"]
     catalogue[0] = {**CATALOGUE, spec.name: MetricSpec(spec.name, spec.type, "Reloaded help.")}
     reloaded = page.render().decode()
