@@ -47,6 +47,8 @@ def tickets(ctx: click.Context, config_path: Path, url: str | None, token: str |
 @click.option("--site", help="Only this site.")
 @click.option("--device", help="Only this device.")
 @click.option("--rule", help="Only this rule.")
+@click.option("--agent", help="Only those this branch agent opened (agent.id); by default "
+                              "every branch's, when the agents share one store.")
 @click.option("--all", "show_all", is_flag=True, help="Closed tickets too.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
@@ -54,14 +56,14 @@ def tickets(ctx: click.Context, config_path: Path, url: str | None, token: str |
 @JSON_OPTION
 @click.pass_obj
 def list_cmd(c: ApiClient, state: str | None, level: str | None, site: str | None,
-             device: str | None, rule: str | None, show_all: bool, limit: int, offset: int,
-             lang: str, as_json: bool) -> None:
+             device: str | None, rule: str | None, agent: str | None, show_all: bool,
+             limit: int, offset: int, lang: str, as_json: bool) -> None:
     """Tickets, oldest first (not closed unless --all or --state)."""
     from urllib.parse import urlencode
 
     query: dict[str, Any] = {k: v for k, v in {
         "state": state, "level": level, "site": site, "device": device, "rule": rule,
-    }.items() if v is not None}
+        "agent": agent}.items() if v is not None}
     if not show_all and not state:
         query["not_closed"] = "true"
     query.update(limit=limit, offset=offset)
@@ -72,9 +74,10 @@ def list_cmd(c: ApiClient, state: str | None, level: str | None, site: str | Non
     if not items:
         click.echo("no tickets")
         return
-    rows = [("ID", "LEVEL", "STATE", "OPENED", "SITE", "DEVICE", "RULE", "TITLE")]
+    rows = [("ID", "LEVEL", "STATE", "OPENED", "AGENT", "SITE", "DEVICE", "RULE", "TITLE")]
     rows += [(str(t["id"]), str(t["level"]), _state(t["state"], lang), _when(t["opened_at"]),
-              t["site"], t["device"] or "-", t["rule"], t[f"title_{lang}"]) for t in items]
+              t["agent_id"], t["site"], t["device"] or "-", t["rule"], t[f"title_{lang}"])
+             for t in items]
     click.echo(_table(rows))
 
 

@@ -2,7 +2,9 @@
 GET /api/v1/openapi.json.
 
 GET  /api/v1/tickets                     filters: state (comma-separated), level, site,
-                                         device, rule, not_closed, limit, offset
+                                         device, rule, agent (the branch agent that opened
+                                         it), not_closed, limit, offset; every branch's
+                                         tickets when agents share one store
 GET  /api/v1/tickets/{id}                one ticket with its timeline and allowed actions
 POST /api/v1/tickets/{id}/acknowledge    {note?}
 POST /api/v1/tickets/{id}/diagnosis      {diagnosis, plan?}
@@ -64,7 +66,8 @@ ROLES: dict[str, frozenset[str]] = {
     "reopen": frozenset({"engineer", "technician", "owner"}),
     "comment": frozenset({"engineer", "technician", "owner"}),
 }
-LIST_PARAMS = {"state", "level", "site", "device", "rule", "not_closed", "limit", "offset"}
+LIST_PARAMS = {"state", "level", "site", "device", "rule", "agent", "not_closed", "limit",
+               "offset"}
 
 
 class BadRequest(Exception):
@@ -213,8 +216,8 @@ def _filters(q: Any) -> TicketFilter:
     limit = _int(q, "limit", 100, 1, MAX_LIMIT)
     offset = _int(q, "offset", 0, 0, MAX_ID)
     return TicketFilter(state=state, level=level, site=q.get("site"), device=q.get("device"),
-                        rule=q.get("rule"), not_closed=not_closed == "true", limit=limit,
-                        offset=offset)
+                        rule=q.get("rule"), agent_id=q.get("agent"),
+                        not_closed=not_closed == "true", limit=limit, offset=offset)
 
 
 def _int(q: Any, name: str, default: int, low: int, high: int) -> int:

@@ -277,7 +277,7 @@ class WebUI:
         found.sort(key=lambda t: (t.level, t.opened_at))
         return self.render(request, session, "tickets.html.j2", tickets=found, sites=sites,
                            devices=devices, site=site or "", state=state or "",
-                           states=OPEN_STATES)
+                           states=OPEN_STATES, agent_id=self.agent.config.settings.agent.id)
 
     async def ticket(self, request: web.Request, session: Session, status: int = 200,
                      error: str = "") -> web.Response:
