@@ -8,6 +8,7 @@ CI=true, where a missing peer fails: CI must never pass by skipping.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -254,3 +255,17 @@ def postgres(work: Path) -> Iterator[str]:
         if log.exists():
             shutil.copy(log, work / "postgres.log")
         shutil.rmtree(base, ignore_errors=True)
+
+
+def fast_rules(work: Path, wait: str = "3s") -> str:
+    """The shipped rules (config/rules) with every `for:` of seconds or minutes shortened to
+    `wait`, for tests about what happens after a fault fires (tickets, the centre), not about
+    the rules' timing (test_rules_daemon.py keeps the real ones). Returns the glob to use in
+    agent.yaml's `rules.files`."""
+    rules = work / "rules"
+    rules.mkdir(exist_ok=True)
+    for path in (ROOT / "config" / "rules").glob("*.yaml"):
+        (rules / path.name).write_text(re.sub(r"\bfor: \d+[sm]\b", f"for: {wait}",
+                                              path.read_text(encoding="utf-8")),
+                                       encoding="utf-8")
+    return str(rules / "*.yaml")

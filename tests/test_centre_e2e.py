@@ -112,17 +112,6 @@ def _get(url: str, token: str | None = None) -> object:
         return json.load(response)
 
 
-def _fast_rules(work: Path) -> str:
-    """The shipped rules with every `for:` of minutes shortened to 3 s: this test is about the
-    centre's plumbing, test_rules_daemon.py about the rules' timing."""
-    rules = work / "rules"
-    rules.mkdir()
-    for path in (ROOT / "config" / "rules").glob("*.yaml"):
-        text = re.sub(r"\bfor: \d+m\b", "for: 3s", path.read_text())
-        (rules / path.name).write_text(text)
-    return str(rules / "*.yaml")
-
-
 def _branch(work: Path, agent_id: str, address: str, site: tuple[str, str], devices: str,
             credentials: list[str], db_url: str, am: str, rules: str) -> Path:
     work.mkdir()
@@ -160,7 +149,7 @@ def centre(tmp_path: Path, postgres_server: str):
     db_url = new_database(postgres_server)
     pg_host, pg_port = re.search(r"@([\d.]+):(\d+)/", db_url).groups()
     link = Link((pg_host, int(pg_port)))
-    rules = _fast_rules(tmp_path)
+    rules = peers.fast_rules(tmp_path)   # the centre's plumbing, not the rules' timing
     access_port = peers.free_port()
     ctx: dict = {"link": link, "access": (access, tmp_path / "a", access_port)}
     with contextlib.ExitStack() as stack:

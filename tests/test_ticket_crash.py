@@ -56,8 +56,8 @@ from tests.crash_site import (
     violations,
 )
 
-ROUNDS = int(os.environ.get("VIGIL_CRASH_ROUNDS", "8"))
-PG_ROUNDS = int(os.environ.get("VIGIL_CRASH_PG_ROUNDS", "4"))
+ROUNDS = int(os.environ.get("VIGIL_CRASH_ROUNDS", "6"))
+PG_ROUNDS = int(os.environ.get("VIGIL_CRASH_PG_ROUNDS", "3"))
 DEVICES = 300  # at the first start
 BATCH = 20  # more devices at each further round: a new storm of openings in every round
 KILL_AFTER = (1.5, 8.0)  # seconds after the start: store opening, faults firing, tickets
