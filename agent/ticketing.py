@@ -52,7 +52,7 @@ from agent.notify import Message, Notifier
 from agent.ticket_metrics import TicketMetrics
 from agent.tickets.models import Ticket, TicketEvent
 from agent.tickets.store import AlreadyEscalated, TicketFilter, TicketStore
-from rules.faults import Fault
+from rules.faults import Fault, load_json, save_json
 
 log = logging.getLogger("vigil.ticketing")
 
@@ -72,6 +72,23 @@ class _Outgoing:
     waiting: set[str]  # channels whose delivery is not over yet
 
 
+PENDING_FILE = "tickets-pending.json"
+
+
+def _load_pending(path: Path) -> dict[str, float | None]:
+    data = load_json(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        log.error("%s: not a map of fault key to resolution time; ignored", path)
+        return {}
+    if data:
+        log.info("%d fault resolutions from before the restart wait for the ticket store",
+                 len(data))
+    return {str(k): (float(v) if isinstance(v, int | float) else None)
+            for k, v in data.items()}
+
+
 class TicketRunner:
     def __init__(self, config: Config, store: TicketStore, notifier: Notifier,
                  clock: Callable[[], float] = time.time,
@@ -87,7 +104,10 @@ class TicketRunner:
         self.policy: Policy = config.escalation or builtin_policy()
         self.ready = False  # the store is open (migrated)
         self.ticketed: set[str] = set()  # fault keys known to have a ticket that is not closed
-        self._resolved: dict[str, float | None] = {}  # resolutions not yet recorded
+        # resolutions not yet recorded (the store unreachable), kept in state_dir so that a
+        # restart during an outage loses none
+        self._pending = Path(config.settings.state_dir) / PENDING_FILE
+        self._resolved: dict[str, float | None] = _load_pending(self._pending)
         self._outgoing: dict[tuple[int, str, int], _Outgoing] = {}
         self._task: asyncio.Task | None = None
         self._last_check: float | None = None
@@ -146,10 +166,12 @@ class TicketRunner:
         if not self.ready:
             return
         changed = list(changed)
-        for fault in changed:
-            if fault.state == "resolved":
-                self.ticketed.discard(fault.key)
-                self._resolved[fault.key] = fault.resolved_at
+        resolved = [f for f in changed if f.state == "resolved"]
+        for fault in resolved:
+            self.ticketed.discard(fault.key)
+            self._resolved[fault.key] = fault.resolved_at
+        if resolved:
+            self._save_pending()
         await self._record_resolutions()
         fired_now = {f.key for f in changed if f.state == "firing"}
         wanted = [f for f in active if f.state == "firing" and f.suppressed is None
@@ -197,6 +219,19 @@ class TicketRunner:
             if result is not None:
                 ticket, event = result
                 self._send_resolved(ticket, event)
+        self._save_pending()
+
+    def _save_pending(self) -> None:
+        """Write the resolutions still to record (a crash right after recording them keeps
+        them here: the store records a resolution once, see TicketStore.faults_resolved)."""
+        try:
+            if self._resolved:
+                save_json(self._pending, self._resolved)
+            else:
+                self._pending.unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("cannot keep %d pending fault resolutions in %s: %s", len(self._resolved),
+                      self._pending, exc)
 
     # -- escalation -----------------------------------------------------------------------
 

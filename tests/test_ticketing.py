@@ -7,6 +7,7 @@ webhook receiver on loopback; the clock is injected, so "two hours later" takes 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import textwrap
 from collections.abc import AsyncIterator
@@ -429,6 +430,45 @@ async def test_resolution_waits_while_the_store_is_locked(tmp_path, receiver, ca
     assert "fault_resolved" in await kinds(runner, ticket.id)
     assert [b["messages"][0]["kind"] for b in receiver.on("/tech")] == ["opened", "resolved"]
     await runner.close()
+
+
+async def test_a_resolution_waiting_for_the_store_survives_a_restart(tmp_path, receiver):
+    """The agent stops (or crashes) while a resolution waits for the store: the next start
+    records it, once, and announces it."""
+    db = tmp_path / "tickets.db"
+    config = site_config(tmp_path, receiver.port, f"sqlite+aiosqlite:///{db}")
+    clock = Clock()
+    first = make_runner(config, clock, busy_timeout=0.2)
+    assert await first.open_store()
+    f = fault()
+    await first.on_cycle([f], [f])
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        clock.t += 60
+        f.state, f.resolved_at = "resolved", clock.t
+        await first.on_cycle([f], [])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await first.store.dispose()           # gone, without recording it (a crash)
+    pending = Path(config.settings.state_dir) / "tickets-pending.json"
+    assert json.loads(pending.read_text()) == {f.key: clock.t}
+    second = make_runner(config, clock)
+    assert await second.open_store()
+    await second.on_cycle([], [])
+    [ticket] = await second.store.list()
+    assert (await kinds(second, ticket.id)).count("fault_resolved") == 1
+    assert not pending.exists()
+    # recorded, then the agent died before forgetting it: the store does not record it twice
+    again = await second.store.faults_resolved({f.key: f.resolved_at})
+    assert again[0] is not None and again[0][1].kind == "fault_resolved"
+    assert (await kinds(second, ticket.id)).count("fault_resolved") == 1
+    await second.check()
+    await second.flush()                  # the opening the first never sent, and the end
+    assert sorted(b["messages"][0]["kind"] for b in receiver.on("/tech")) == \
+        ["opened", "resolved"]
+    await second.close()
 
 
 async def test_metrics_of_backlog_escalations_and_response_times(config, receiver):

@@ -367,11 +367,16 @@ class TicketStore:
                               ) -> list[tuple[Ticket, TicketEvent] | None]:
         """`fault_resolved` for many faults (key -> when) in one transaction: for each, its
         ticket and the `fault_resolved` event, or None if it has no ticket that is not
-        closed."""
+        closed. A resolution already recorded (same ticket, same time: an agent that crashed
+        after recording it tries again) gives the event recorded then, not a second one."""
         async def run(session: AsyncSession) -> list[tuple[Ticket, TicketEvent] | None]:
             tickets = {t.fault_key: t for t in await session.scalars(self._locking(
                 select(Ticket).where(Ticket.fault_key.in_(resolutions),
                                      Ticket.state != "closed")))}
+            recorded = {(e.ticket_id, e.data.get("resolved_at")): e
+                        for e in await session.scalars(select(TicketEvent).where(
+                            TicketEvent.ticket_id.in_([t.id for t in tickets.values()]),
+                            TicketEvent.kind == "fault_resolved"))}
             now, out = self.now(), []
             for key, at in resolutions.items():
                 ticket = tickets.get(key)
@@ -380,8 +385,9 @@ class TicketStore:
                     continue
                 data = {"resolved_at": datetime.fromtimestamp(at, UTC).isoformat()} \
                     if at else {}
-                out.append((ticket, self._event(session, ticket, self.actor,
-                                                "fault_resolved", now, data)))
+                again = recorded.get((ticket.id, data.get("resolved_at"))) if at else None
+                out.append((ticket, again or self._event(session, ticket, self.actor,
+                                                         "fault_resolved", now, data)))
             await session.flush()  # the events' ids
             return out
 
