@@ -145,7 +145,10 @@ def metrics_reference() -> str:
              "the `vigil_` prefix; counters end in `_total`.\n",
              "## Device and agent series (from the agent itself)\n",
              "| metric | type | meaning |", "|---|---|---|",
-             "| `vigil_device_up` | gauge | 1 if the device answered its last poll, else 0 |",
+             "| `vigil_device_up` | gauge | 1 if the device answered the last poll of its "
+             "management protocol (SNMP, else ONVIF, RTSP, reachability), else 0 |",
+             "| `vigil_collector_up` | gauge | 1 if the device answered this collector's last "
+             "poll (label `collector`: snmp, onvif, rtsp, reach) |",
              "| `vigil_device_down_reason` | gauge | 1 with label `reason` (timeout, refused, "
              "unreachable, auth, protocol, no_data, error) while the device is down |",
              "| `vigil_device_poll_duration_seconds` | gauge | wall time of the last poll |",
