@@ -72,6 +72,19 @@ class Cluster:
         except (OSError, ValueError, IndexError):
             return None
 
+    def running(self) -> bool:
+        """Whether the postmaster of this cluster still runs (as the demo watches it)."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:     # the postgres user's process, seen by another user
+            pass
+        return True
+
     def stop(self) -> None:
         """`pg_ctl stop -m fast`: open sessions are ended, the cluster shuts down cleanly."""
         if (self.data / "postmaster.pid").exists():

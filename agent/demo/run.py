@@ -19,6 +19,11 @@
    everything stops. Children run in their own sessions and get SIGTERM from the kernel
    should this process die without cleaning up (PR_SET_PDEATHSIG).
 
+`vigil demo --centre` runs three branch agents instead of one (agent/demo/centre.py writes
+their configurations), a throwaway PostgreSQL as their shared ticket store
+(agent/demo/postgres.py), and the centre's Prometheus and Alertmanager with config/centre's
+files (docs/demo.md, "Centre mode").
+
 Everything the demo writes is in the work directory: data, snmpsim index cache, the camera
 configurations, logs (snmpsim.log, onvif.log, rtsp.log, agent.log, prometheus.log), the agent's
 state (evidence frames), Prometheus' storage, and demo.json (the PIDs, URLs, roles and
@@ -119,6 +124,7 @@ class Demo:
     tty: bool = False
     shown: dict[str, int] = field(default_factory=dict)
     after_stop: list = field(default_factory=list)   # what is stopped after the children
+    daemons: dict = field(default_factory=dict)      # name -> alive(): not our children
 
     # -- output -----------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -548,6 +554,10 @@ def _watch(demo: Demo, generated: Generated, start: float, perform) -> int:
         if dead is not None:
             demo.report_death(dead)
             return 1
+        gone = next((name for name, alive in demo.daemons.items() if not alive()), None)
+        if gone is not None:
+            demo.say(f"\n{gone} stopped by itself: stopping the demo")
+            return 1
         now = time.time()
         while pending and plan.at(pending[0].at) <= now:
             event = pending.pop(0)
@@ -729,6 +739,7 @@ def _start_centre(demo: Demo, centre: Centre, env: dict[str, str], prometheus: s
         except postgres.PostgresError as exc:
             raise DemoError(f"PostgreSQL did not start: {exc}") from None
         demo.after_stop.append(centre.cluster.stop)
+        demo.daemons["postgres"] = centre.cluster.running
         if centre.cluster.temporary:
             demo.say(f"  (the postgres user cannot reach {workdir}: the cluster is in "
                      f"{centre.cluster.base}, removed at the end)")
