@@ -296,9 +296,15 @@ def docs(what: str) -> None:
 @click.option("--config-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The demo configuration (agent.yaml, inventory.yaml, credentials.yaml). "
                    "Default: the repository's config/demo.")
+@click.option("--centre", is_flag=True,
+              help="A monitoring centre: three branch agents (127.0.0.2-4, the --listen port), "
+                   "one PostgreSQL ticket store, the centre's Prometheus and Alertmanager "
+                   "(config/centre). See docs/demo.md.")
+@click.option("--alertmanager-port", type=click.IntRange(1, 65535), default=9093,
+              show_default=True, help="With --centre: Alertmanager listens on 127.0.0.1:PORT.")
 def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus: bool,
          trap_port: int | None, timeline_scale: float, duration: float | None,
-         config_dir: Path | None) -> None:
+         config_dir: Path | None, centre: bool, alertmanager_port: int) -> None:
     """Run the demo district: ~220 simulated devices, the agent, and Prometheus.
 
     Generates the district of config/demo (8 community sites and the branch machine room:
@@ -318,7 +324,8 @@ def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus:
     sys.exit(run_demo(DemoOptions(
         workdir=workdir, config_dir=config_dir or DEFAULT_CONFIG_DIR, listen=listen,
         prometheus=not no_prometheus, prometheus_port=prometheus_port, trap_port=trap_port,
-        duration=duration, scale=timeline_scale)))
+        duration=duration, scale=timeline_scale, centre=centre,
+        alertmanager_port=alertmanager_port)))
 
 
 for command in (RULE_COMMANDS + TICKET_COMMANDS + REPORT_COMMANDS + GROUNDING_COMMANDS

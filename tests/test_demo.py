@@ -4,6 +4,7 @@ mechanisms its timeline relies on, and the whole demo end to end with a real Pro
 from __future__ import annotations
 
 import asyncio
+import glob
 import ipaddress
 import json
 import os
@@ -12,14 +13,17 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.config import load_config
 from agent.demo import cameras
+from agent.demo import centre as demo_centre
 from agent.demo.generate import check_addresses, downstream, generate
 from agent.demo.scenario import Scenario
 from agent.demo.snmprec import Records, write_snapshots
@@ -493,3 +497,132 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return b"agent" in cmdline or b"prometheus" in cmdline
+
+
+def test_centre_branches_split_the_district_into_valid_inventories(demo_config, tmp_path):
+    """Three branch configs that `vigil check` accepts: every device in exactly one branch, the
+    machine room with the first, references across branches left out and listed."""
+    settings = yaml.safe_load((DEMO / "agent.yaml").read_text())
+    settings.update(credentials=str(DEMO / "credentials.yaml"),
+                    rules={**settings["rules"], "files": [str(DEMO.parent / "rules/*.yaml")]})
+    plans = demo_centre.write_branches(DEMO / "inventory.yaml", settings, tmp_path, port=9840,
+                                       trap_port=None, alertmanager_url="http://127.0.0.1:9093",
+                                       tickets_url="sqlite+aiosqlite:////tmp/t.db")
+    assert [p.sites for p in plans] == [["room", "dh", "xs"], ["ny", "by", "cq"],
+                                        ["xh", "hp", "gm"]]
+    configs = [load_config(p.config) for p in plans]
+    owned = [d for c in configs for d in c.inventory.devices]
+    assert sorted(owned) == sorted(demo_config.inventory.devices)
+    assert [c.settings.agent.id for c in configs] == ["branch-1", "branch-2", "branch-3"]
+    assert [c.settings.listen for c in configs] == [
+        "127.0.0.2:9840", "127.0.0.3:9840", "127.0.0.4:9840"]
+    assert configs[1].inventory.devices["sw-ny-1"].uplink is None            # sw-core's
+    assert "sw-ny-1.uplink (sw-core)" in (plans[1].dir / "inventory.yaml").read_text()
+    assert configs[0].inventory.devices["sw-dh-1"].uplink.switch == "sw-core"   # same branch
+    assert len({c.settings.tickets.url for c in configs}) == 1
+
+
+def test_vigil_demo_centre_end_to_end(demo_config, tmp_path):
+    """`vigil demo --centre`: three branch agents on 127.0.0.2-4 scraped by the centre's
+    Prometheus (its recording rules over every camera site), one shared ticket store (a branch
+    lists another branch's tickets), one Alertmanager that the agents post to; SIGINT leaves
+    no process behind, the PostgreSQL cluster included."""
+    peers.program("prometheus", "/usr/bin")
+    peers.program("prometheus-alertmanager", "/usr/bin")
+    busy = [f"{a}:{p}" for a, p in check_addresses(demo_config.inventory) if not _udp_free(a, p)]
+    if busy:
+        peers.missing(f"UDP {busy[0]} is in use (is a demo running?)")
+    agent_port, prom_port, am_port = (peers.free_port(socket.SOCK_STREAM) for _ in range(3))
+    work = tmp_path / "centre"
+    args = [sys.executable, "-m", "agent.cli", "demo", "--centre", "--workdir", str(work),
+            "--listen", f"127.0.0.1:{agent_port}", "--prometheus-port", str(prom_port),
+            "--alertmanager-port", str(am_port), "--trap-port", str(peers.free_port()),
+            "--timeline-scale", "0.2"]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIGIL_DEMO_COMMUNITY", cameras.PASSWORD_ENV)}
+    log = tmp_path / "demo.out"
+    started = time.time()
+    with peers.child(args, log, env) as proc:
+        state_file = work / "demo.json"
+        while not state_file.exists():
+            assert proc.poll() is None, log.read_text()
+            assert time.time() - started < 60, "the demo did not come up: " + log.read_text()
+            time.sleep(0.5)
+        state = json.loads(state_file.read_text())
+        assert set(state["pids"]) >= {"snmpsim", "onvif", "branch-1", "branch-2", "branch-3",
+                                      "prometheus", "alertmanager"}
+        commands = {pid: _cmdline(pid) for pid in state["pids"].values()}
+        if glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+            assert state["tickets_url"].startswith("postgresql+psycopg://"), state
+            assert "postgres" in state["pids"]
+        url, branches = state["prometheus"], state["branches"]
+        assert {b["url"].split(":")[1] for b in branches.values()} == {
+            "//127.0.0.2", "//127.0.0.3", "//127.0.0.4"}
+        tokens = _tokens(Path(state["tokens"]))
+        camera_sites = {d.site for d in demo_config.inventory.devices.values()
+                        if d.kind.endswith("camera")}
+        with urllib.request.urlopen(f"{state['alertmanager']}/-/ready", timeout=5) as response:
+            assert response.status == 200
+
+        def shared_tickets() -> set[str]:
+            """Agents whose tickets branch-2 lists: its own and other branches'."""
+            request = urllib.request.Request(
+                f"{branches['branch-2']['url']}/api/v1/tickets",
+                headers={"Authorization": f"Bearer {tokens['branch-2']['viewer']}"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return {t["agent_id"] for t in json.load(response)}
+            except urllib.error.HTTPError as exc:
+                if exc.code == 503:     # the store is still being opened (migrations)
+                    return set()
+                raise
+
+        def posted() -> set[str]:
+            """Agents whose faults Alertmanager holds."""
+            with urllib.request.urlopen(f"{state['alertmanager']}/api/v2/alerts",
+                                        timeout=5) as response:
+                return {a["labels"].get("agent", "") for a in json.load(response)}
+
+        checks = {
+            "3 branches scraped": lambda: _value(url, 'count(up{job="vigil"} == 1)') == 3,
+            "every camera site recorded": lambda: {
+                r["metric"]["site"] for r in _query(url, "site:vigil_cameras:count")
+            } == camera_sites,
+            "every agent's ticket store up": lambda: _value(
+                url, "count(vigil_ticket_store_up == 1)") == 3,
+            "another branch's tickets listed": lambda: shared_tickets() - {"branch-2"},
+            "faults posted to Alertmanager": lambda: posted() & set(branches),
+        }
+        while checks:
+            assert proc.poll() is None, log.read_text()
+            assert time.time() - started < 80, f"not seen: {sorted(checks)}"
+            checks = {name: check for name, check in checks.items() if not check()}
+            time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the demo did not stop within 30 s of SIGINT")
+    assert code == 0, log.read_text()
+    for pid, command in commands.items():
+        assert _cmdline(pid) != command, f"{command} (pid {pid}) still runs"
+    if state["postgres_dir"]:
+        assert not (Path(state["postgres_dir"]) / "data" / "postmaster.pid").exists()
+    assert time.time() - started < 90, f"took {time.time() - started:.0f}s"
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def _tokens(path: Path) -> dict[str, dict[str, str]]:
+    """tokens.txt of the demo: `BRANCH ROLE TOKEN URL` lines."""
+    out: dict[str, dict[str, str]] = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            branch, role, token = line.split()[:3]
+            out.setdefault(branch, {})[role] = token
+    return out

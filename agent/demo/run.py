@@ -19,6 +19,11 @@
    everything stops. Children run in their own sessions and get SIGTERM from the kernel
    should this process die without cleaning up (PR_SET_PDEATHSIG).
 
+`vigil demo --centre` runs three branch agents instead of one (agent/demo/centre.py writes
+their configurations), a throwaway PostgreSQL as their shared ticket store
+(agent/demo/postgres.py), and the centre's Prometheus and Alertmanager with config/centre's
+files (docs/demo.md, "Centre mode").
+
 Everything the demo writes is in the work directory: data, snmpsim index cache, the camera
 configurations, logs (snmpsim.log, onvif.log, rtsp.log, agent.log, prometheus.log), the agent's
 state (evidence frames), Prometheus' storage, and demo.json (the PIDs, URLs, roles and
@@ -46,7 +51,8 @@ from pathlib import Path
 import yaml
 
 from agent.config import load_config
-from agent.demo import cameras
+from agent.demo import cameras, postgres
+from agent.demo import centre as demo_centre
 from agent.demo.generate import DemoError, Generated, check_addresses, generate
 from agent.demo.scenario import Action, describe
 from agent.demo.traps import send_trap
@@ -58,6 +64,8 @@ COMMUNITY_ENV = "VIGIL_DEMO_COMMUNITY"
 DEFAULT_COMMUNITY = "vigil-demo"
 GRACE = 10.0
 PROMETHEUS_PATHS = ("/usr/bin/prometheus", "/usr/local/bin/prometheus")
+ALERTMANAGER_PATHS = ("/usr/bin/prometheus-alertmanager", "/usr/local/bin/alertmanager")
+CENTRE_CONFIG_DIR = REPO / "config" / "centre"
 SYSTEM_PYTHON = "/usr/bin/python3"     # Debian's: the one with python3-gi for GStreamer
 RTSP_SERVER = REPO / "agent" / "demo" / "rtsp_server.py"
 RTSP_DEBIAN = ("python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp "
@@ -96,6 +104,8 @@ class DemoOptions:
     trap_port: int | None = None
     duration: float | None = None
     scale: float = 1.0
+    centre: bool = False            # three branch agents and a monitoring centre
+    alertmanager_port: int = 9093
 
 
 @dataclass
@@ -113,6 +123,8 @@ class Demo:
     stop_requested: str | None = None
     tty: bool = False
     shown: dict[str, int] = field(default_factory=dict)
+    after_stop: list = field(default_factory=list)   # what is stopped after the children
+    daemons: dict = field(default_factory=dict)      # name -> alive(): not our children
 
     # -- output -----------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -252,6 +264,11 @@ def find_prometheus() -> str | None:
         (p for p in PROMETHEUS_PATHS if os.access(p, os.X_OK)), None)
 
 
+def find_alertmanager() -> str | None:
+    return (shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or
+            next((p for p in ALERTMANAGER_PATHS if os.access(p, os.X_OK)), None))
+
+
 def _agent_yaml(options: DemoOptions, workdir: Path) -> tuple[Path, str]:
     """The agent.yaml in the work directory: config/demo's, paths made absolute."""
     source = options.config_dir / "agent.yaml"
@@ -322,6 +339,9 @@ def run(options: DemoOptions) -> int:
         if demo.children:
             demo.say(f"Stopping {', '.join(c.name for c in reversed(demo.children))} ...")
             demo.stop_all()
+        for stop in demo.after_stop:
+            stop()
+        if demo.children or demo.after_stop:
             demo.say("All demo processes stopped.")
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -354,7 +374,7 @@ def _run(demo: Demo) -> int:
         raise DemoError("the demo configuration has problems (listed above)") from None
     inventory = config.inventory
     host, _, port = listen.rpartition(":")
-    if not _port_free(host, int(port)):
+    if not options.centre and not _port_free(host, int(port)):
         raise DemoError(f"{listen} (the agent's HTTP address) is in use: another demo or "
                         f"agent? Choose another with --listen 127.0.0.1:PORT")
     prometheus = find_prometheus() if options.prometheus else None
@@ -365,9 +385,16 @@ def _run(demo: Demo) -> int:
     if prometheus and not _port_free("127.0.0.1", options.prometheus_port):
         raise DemoError(f"127.0.0.1:{options.prometheus_port} is in use: choose another "
                         f"with --prometheus-port, or run with --no-prometheus")
+    centre = _centre_prepare(demo, agent_yaml, prometheus is not None) if options.centre \
+        else None
     endpoints = check_addresses(inventory)
-    trap_target = _trap_target(config)
-    busy = [f"UDP {a}:{p}" for a, p in [*endpoints, *([trap_target] if trap_target else [])]
+    if centre is None:
+        trap_target = _trap_target(config)
+        trap_targets = {d: trap_target for d in inventory.devices} if trap_target else {}
+    else:
+        trap_targets = {d: _trap_target(c) for c in centre.configs
+                        for d in c.inventory.devices if _trap_target(c)}
+    busy = [f"UDP {a}:{p}" for a, p in [*endpoints, *set(trap_targets.values())]
             if not _port_free(a, p, socket.SOCK_DGRAM)]
     busy += [f"TCP {a}:{p}" for a, p in cameras.endpoints(inventory) if not _port_free(a, p)]
     if busy:
@@ -399,7 +426,8 @@ def _run(demo: Demo) -> int:
             f"--cache-dir={cache}", f"--logging-method=file:{workdir / 'snmpsim.log'}",
             "--log-level=error", *(f"--agent-udpv4-endpoint={a}:{p}" for a, p in endpoints)]
     for log in ("snmpsim.log", "snmpsim.out", "onvif.log", "rtsp.log", "agent.log",
-                "prometheus.log"):
+                "prometheus.log", "alertmanager.log",
+                *(f"{p.id}.log" for p in (centre.plans if centre else []))):
         (workdir / log).unlink(missing_ok=True)
     demo.say(f"Starting snmpsim: {len(endpoints)} endpoints (UDP {endpoints[0][0]}:"
              f"{endpoints[0][1]} ...), building its index")
@@ -415,6 +443,12 @@ def _run(demo: Demo) -> int:
                   progress=indexed)
     demo.progress("data files indexed", files, files)
     control = _start_cameras(demo, inventory, onvif_json, rtsp_json, env)
+    if centre is not None:
+        _start_centre(demo, centre, env, prometheus)
+        _write_centre_state(demo, generated, centre, t0)
+        _print_centre_summary(demo, generated, centre, start)
+        perform = _performer(demo, inventory, control, trap_targets, community, t0)
+        return _watch(demo, generated, start, perform)
 
     # the agent
     demo.say(f"Starting the agent: vigil run -c {agent_yaml}")
@@ -442,7 +476,7 @@ def _run(demo: Demo) -> int:
 
     _write_state(demo, generated, agent_url, prom_url, t0)
     _print_summary(demo, generated, agent_url, prom_url, start)
-    perform = _performer(demo, inventory, control, trap_target, community, t0)
+    perform = _performer(demo, inventory, control, trap_targets, community, t0)
     return _watch(demo, generated, start, perform)
 
 
@@ -519,6 +553,10 @@ def _watch(demo: Demo, generated: Generated, start: float, perform) -> int:
         dead = demo.dead()
         if dead is not None:
             demo.report_death(dead)
+            return 1
+        gone = next((name for name, alive in demo.daemons.items() if not alive()), None)
+        if gone is not None:
+            demo.say(f"\n{gone} stopped by itself: stopping the demo")
             return 1
         now = time.time()
         while pending and plan.at(pending[0].at) <= now:
@@ -598,16 +636,211 @@ def _free_tcp_port() -> int:
         return sock.getsockname()[1]
 
 
-def _performer(demo: Demo, inventory, control: str | None, trap_target, community: str,
-               t0: float):
+def _performer(demo: Demo, inventory, control: str | None,
+               trap_targets: dict[str, tuple[str, int]], community: str, t0: float):
     """The function that performs one timeline Action; a failure is said, never fatal."""
     def perform(action: Action) -> None:
         try:
             if action.kind == "onvif" and control:
                 cameras.control(control, action)
-            elif action.kind == "trap" and trap_target:
-                send_trap(inventory.devices[action.device].address, trap_target, community,
+            elif action.kind == "trap" and action.device in trap_targets:
+                send_trap(inventory.devices[action.device].address,
+                          trap_targets[action.device], community,
                           action.args["oid"], action.args.get("varbinds"), started=t0)
         except (OSError, ValueError, KeyError) as exc:
             demo.say(f"  (could not {action.kind} {action.device}: {exc})")
     return perform
+
+
+# -- centre mode (vigil demo --centre) ---------------------------------------------------------
+
+@dataclass
+class Centre:
+    """What --centre runs besides the devices: three branch agents, the shared ticket store,
+    the centre's Alertmanager and Prometheus."""
+
+    plans: list[demo_centre.BranchPlan]
+    configs: list                       # each branch's loaded Config
+    tickets_url: str
+    pg_bin: Path | None                 # None: PostgreSQL is not installed, SQLite instead
+    pg_port: int | None
+    alertmanager: str | None            # the binary; None: not installed
+    alertmanager_url: str | None
+    tokens: dict[str, dict[str, str]]
+    tokens_file: Path
+    prometheus_url: str | None = None
+    cluster: postgres.Cluster | None = None
+
+
+def _centre_prepare(demo: Demo, agent_yaml: Path, with_prometheus: bool) -> Centre:
+    """The branches' configurations written and checked, the centre's ports checked free."""
+    options, workdir = demo.options, demo.workdir
+    settings = yaml.safe_load(agent_yaml.read_text(encoding="utf-8"))
+    inventories = settings.get("inventory", [])
+    if len(inventories) != 1 or any(c in inventories[0] for c in "*?["):
+        raise DemoError(f"{agent_yaml}: --centre splits one inventory file into branches; "
+                        f"this configuration has {inventories}")
+    alertmanager = find_alertmanager()
+    am_url = None
+    if alertmanager is None:
+        demo.say("  Alertmanager is not installed: running without it (the agents forward "
+                 "no alerts). Install it with `apt-get install prometheus-alertmanager`.")
+    elif not _port_free("127.0.0.1", options.alertmanager_port):
+        raise DemoError(f"127.0.0.1:{options.alertmanager_port} is in use: choose another "
+                        f"with --alertmanager-port")
+    else:
+        am_url = f"http://127.0.0.1:{options.alertmanager_port}"
+    pg_bin, pg_port = postgres.find_bin(), None
+    if pg_bin is None:
+        store = workdir / "tickets.db"
+        for leftover in workdir.glob("tickets.db*"):
+            leftover.unlink()
+        tickets_url = f"sqlite+aiosqlite:///{store}"
+        demo.say(f"  PostgreSQL is not installed: the three agents share one SQLite file "
+                 f"instead ({store}). Install it with `apt-get install postgresql`.")
+    else:
+        pg_port = _free_tcp_port()
+        tickets_url = postgres.url(pg_port)
+    port = int(options.listen.rpartition(":")[2]) if options.listen else None
+    plans = demo_centre.write_branches(
+        Path(inventories[0]), settings, workdir, port=port, trap_port=options.trap_port,
+        alertmanager_url=am_url, tickets_url=tickets_url)
+    configs = []
+    for plan in plans:
+        try:
+            configs.append(load_config(plan.config))
+        except (ConfigError, ConfigErrors) as exc:
+            for error in getattr(exc, "errors", [exc]):
+                demo.say(f"  {error}")
+            raise DemoError(f"{plan.config} has problems (listed above)") from None
+    busy = [p.listen for p in plans if not _port_free(p.host, p.port)]
+    if busy:
+        raise DemoError(f"{', '.join(busy)} (branch agents' HTTP addresses) in use: another "
+                        f"demo? Choose another port with --listen 127.0.0.1:PORT")
+    tokens, tokens_file = demo_centre.make_tokens(plans, workdir)
+    if with_prometheus:
+        prometheus_url = f"http://127.0.0.1:{options.prometheus_port}"
+    else:
+        prometheus_url = None
+    return Centre(plans, configs, tickets_url, pg_bin, pg_port, alertmanager, am_url, tokens,
+                  tokens_file, prometheus_url)
+
+
+def _start_centre(demo: Demo, centre: Centre, env: dict[str, str], prometheus: str | None) -> None:
+    """PostgreSQL, Alertmanager, the three agents, then the centre's Prometheus."""
+    options, workdir = demo.options, demo.workdir
+    centre_dir = workdir / "centre"
+    centre_dir.mkdir(parents=True, exist_ok=True)
+    if centre.pg_bin is not None and centre.pg_port is not None:
+        demo.say(f"Starting PostgreSQL ({centre.pg_bin}) on 127.0.0.1:{centre.pg_port}: the "
+                 f"shared ticket store")
+        try:
+            centre.cluster = postgres.start(workdir, centre.pg_bin, centre.pg_port)
+        except postgres.PostgresError as exc:
+            raise DemoError(f"PostgreSQL did not start: {exc}") from None
+        demo.after_stop.append(centre.cluster.stop)
+        demo.daemons["postgres"] = centre.cluster.running
+        if centre.cluster.temporary:
+            demo.say(f"  (the postgres user cannot reach {workdir}: the cluster is in "
+                     f"{centre.cluster.base}, removed at the end)")
+    if centre.alertmanager and centre.alertmanager_url:
+        am_dir = centre_dir / "alertmanager"
+        shutil.rmtree(am_dir / "data", ignore_errors=True)
+        am_dir.mkdir(parents=True, exist_ok=True)
+        relay = centre.plans[0]
+        am_config = demo_centre.write_alertmanager(am_dir, CENTRE_CONFIG_DIR, relay,
+                                                   centre.tokens[relay.id]["engineer"])
+        demo.say(f"Starting Alertmanager ({centre.alertmanager}) on {centre.alertmanager_url}")
+        am = demo.start("alertmanager", [
+            centre.alertmanager, f"--config.file={am_config}",
+            f"--storage.path={am_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{options.alertmanager_port}",
+            "--cluster.listen-address=", "--log.level=warn"],
+            workdir / "alertmanager.log", env)
+        demo.wait_for("Alertmanager", lambda: _http_ok(f"{centre.alertmanager_url}/-/ready"),
+                      am, 60)
+    agents = []
+    for plan in centre.plans:
+        demo.say(f"Starting {plan.id} ({', '.join(plan.sites)}): vigil run -c {plan.config}")
+        agents.append(demo.start(plan.id, [sys.executable, "-m", "agent.cli", "run", "-c",
+                                           str(plan.config)], workdir / f"{plan.id}.log", env))
+    for plan, agent in zip(centre.plans, agents, strict=True):
+        demo.wait_for(plan.id, lambda p=plan: _http_ok(f"{p.url}/-/ready"), agent, 90)
+    if prometheus and centre.prometheus_url:
+        prom_dir = centre_dir / "prometheus"
+        shutil.rmtree(prom_dir / "data", ignore_errors=True)
+        prom_dir.mkdir(parents=True, exist_ok=True)
+        prom_config = demo_centre.write_prometheus(prom_dir, CENTRE_CONFIG_DIR, centre.plans,
+                                                   options.prometheus_port,
+                                                   options.alertmanager_port)
+        demo.say(f"Starting the centre's Prometheus ({prometheus}) on {centre.prometheus_url}")
+        prom = demo.start("prometheus", [
+            prometheus, f"--config.file={prom_config}", f"--storage.tsdb.path={prom_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{options.prometheus_port}",
+            "--storage.tsdb.retention.time=2d", "--log.level=warn"],
+            workdir / "prometheus.log", env)
+        demo.wait_for("Prometheus", lambda: _http_ok(f"{centre.prometheus_url}/-/ready"),
+                      prom, 60)
+
+
+def _write_centre_state(demo: Demo, generated: Generated, centre: Centre, t0: float) -> None:
+    plan = generated.plan
+    pids = {c.name: c.proc.pid for c in demo.children}
+    postmaster = centre.cluster.postmaster_pid() if centre.cluster else None
+    if postmaster:
+        pids["postgres"] = postmaster
+    state = {
+        "pids": pids, "centre": True,
+        "agent": centre.plans[0].url,
+        "branches": {p.id: {"url": p.url, "sites": p.sites, "config": str(p.config)}
+                     for p in centre.plans},
+        "prometheus": centre.prometheus_url, "alertmanager": centre.alertmanager_url,
+        "tickets_url": centre.tickets_url, "tokens": str(centre.tokens_file),
+        "postgres_dir": str(centre.cluster.base) if centre.cluster else None,
+        "t0": t0, "scale": plan.scale, "devices": len(generated.devices), "roles": plan.roles,
+        "timeline": [{"at": plan.at(e.at), "offset": e.at * plan.scale, "text": e.text}
+                     for e in plan.events],
+    }
+    (demo.workdir / "demo.json").write_text(json.dumps(state, ensure_ascii=False, indent=2),
+                                            encoding="utf-8")
+
+
+def _print_centre_summary(demo: Demo, generated: Generated, centre: Centre,
+                          start: float) -> None:
+    say = demo.say
+    say("")
+    say(f"Running (ready in {time.time() - start:.0f}s):")
+    for child in demo.children:
+        say(f"  {child.name:<13} pid {child.proc.pid:<8} log {child.log}")
+    if centre.cluster:
+        say(f"  {'postgres':<13} pid {centre.cluster.postmaster_pid() or '?':<8} "
+            f"log {centre.cluster.log}")
+    say("")
+    say("Open:")
+    for plan in centre.plans:
+        say(f"  {plan.id} ({', '.join(plan.sites)}):")
+        say(f"      metrics  {plan.url}/metrics")
+        say(f"      web UI   {plan.url}/ui/")
+        say(f"      API      {plan.url}/api/v1/tickets   (Authorization: Bearer TOKEN)")
+        for role, token in centre.tokens[plan.id].items():
+            say(f"      {role + ' token':<15} {token}")
+    say(f"  (tokens also in {centre.tokens_file})")
+    if centre.prometheus_url:
+        say(f"  centre Prometheus   {centre.prometheus_url}/graph   "
+            f"(targets: {centre.prometheus_url}/targets)")
+        for title, expr in demo_centre.GRAPHS:
+            say(f"  {title}:")
+            say(f"      {_graph_url(centre.prometheus_url, expr, 0)}")
+    if centre.alertmanager_url:
+        say(f"  Alertmanager        {centre.alertmanager_url}/#/alerts")
+    say(f"  ticket store        {centre.tickets_url}")
+    say(f"  faults of a branch: vigil faults --url {centre.plans[0].url}")
+    say("")
+    scale = generated.plan.scale
+    say("Timeline" + (f" (x{scale:g})" if scale != 1 else "") +
+        " - each agent polls its devices every 15 s, the centre scrapes every 15 s:")
+    for line in describe(generated.plan):
+        say(line)
+    say("")
+    say("Ctrl-C stops everything." if demo.options.duration is None else
+        f"Stopping by itself after {demo.options.duration:g}s (Ctrl-C stops earlier).")
