@@ -51,7 +51,13 @@ from agent.escalation import (
 from agent.notify import Message, Notifier
 from agent.ticket_metrics import TicketMetrics
 from agent.tickets.models import Ticket, TicketEvent
-from agent.tickets.store import AlreadyEscalated, TicketFilter, TicketStore
+from agent.tickets.store import (
+    UNREACHABLE,
+    AlreadyEscalated,
+    TicketFilter,
+    TicketStore,
+    unreachable_reason,
+)
 from rules.faults import Fault, load_json, save_json
 
 log = logging.getLogger("vigil.ticketing")
@@ -113,6 +119,7 @@ class TicketRunner:
         self._last_check: float | None = None
         self._last_attempt: float | None = None
         self._failing = False
+        self._outage = False  # a store operation failed for want of the database
 
     # -- configuration --------------------------------------------------------------------
 
@@ -158,6 +165,27 @@ class TicketRunner:
                         "escalate, nobody is notified")
         return True
 
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """A store operation failed. The database out of reach (a link or server down) is
+        said once per outage, without a traceback, and the store reported down; anything else
+        is a bug and logged in full."""
+        if not isinstance(exc, UNREACHABLE):
+            log.error("%s", what, exc_info=exc)
+            return
+        if not self._outage:
+            log.error("ticket store unreachable (%s): %s; faults are still graded, tickets "
+                      "wait and are retried", unreachable_reason(exc), what)
+            self._outage = True
+        if self.metrics is not None:
+            self.metrics.store_up = 0
+
+    def _reached(self) -> None:
+        if self._outage:
+            log.info("ticket store reachable again: what waited is being written")
+            self._outage = False
+            if self.metrics is not None:
+                self.metrics.store_up = 1
+
     # -- faults -> tickets ----------------------------------------------------------------
 
     async def on_cycle(self, changed: Iterable[Fault], active: Iterable[Fault]) -> None:
@@ -185,10 +213,11 @@ class TicketRunner:
                 self.ticketed |= existing
                 wanted = [f for f in wanted if f.key not in existing]
             opened = await self.store.open_for_faults(wanted)
-        except Exception:
-            log.exception("cannot open tickets for %d faults (tried again next cycle)",
-                          len(wanted))
+        except Exception as exc:  # noqa: BLE001  # tried again next cycle
+            self._failed(f"cannot open tickets for {len(wanted)} faults (tried again next "
+                         f"cycle)", exc)
             return
+        self._reached()
         new = 0
         for fault, result in zip(wanted, opened, strict=True):
             self.ticketed.add(fault.key)
@@ -212,7 +241,7 @@ class TicketRunner:
             results = await self.store.faults_resolved(pending)
         except Exception as exc:  # noqa: BLE001  # kept, recorded when the store is back
             log.warning("cannot record %d fault resolutions yet (%s); kept until the ticket "
-                        "store can be written", len(pending), exc)
+                        "store can be written", len(pending), unreachable_reason(exc))
             return
         for key, result in zip(pending, results, strict=True):
             self._resolved.pop(key, None)
@@ -251,8 +280,10 @@ class TicketRunner:
                 for ticket in page:
                     try:
                         done += await self._check_ticket(ticket, events[ticket.id], now)
-                    except Exception:
-                        log.exception("escalation check of ticket %d failed", ticket.id)
+                    except UNREACHABLE:
+                        raise                   # the whole check waits for the store
+                    except Exception as exc:  # noqa: BLE001  # a bug: the others go on
+                        self._failed(f"escalation check of ticket {ticket.id} failed", exc)
                 if len(page) < PAGE:
                     break
                 offset += PAGE
@@ -377,8 +408,9 @@ class TicketRunner:
                 (out.ticket_id, "notified", {"kind": out.kind, "seq": out.seq,
                                              "channels": out.channels})
                 for out in sent.values()])
-        except Exception:  # sent again after the next check: at least once
-            log.exception("cannot record %d notifications as sent", len(sent))
+        except Exception as exc:  # noqa: BLE001  # sent again after the next check
+            self._failed(f"cannot record {len(sent)} notifications as sent (sent again: at "
+                         f"least once)", exc)
             return
         for key in sent:
             del self._outgoing[key]
@@ -405,8 +437,11 @@ class TicketRunner:
         while True:
             try:
                 await self.tick()
-            except Exception:  # the loop must survive a bug or a database outage
-                log.exception("ticket processing failed")
+            except Exception as exc:  # noqa: BLE001  # survive a bug or a database outage
+                self._failed("ticket processing failed", exc)
+            else:
+                if self.ready:
+                    self._reached()
             await asyncio.sleep(TICK)
 
     async def close(self, grace: float = 5.0) -> None:

@@ -34,7 +34,7 @@ from agent.config import Config
 from agent.plans import snmp_job
 from agent.state import State
 from agent.tickets.migrations import upgrade_to_head
-from agent.tickets.store import _sqlite_setup
+from agent.tickets.store import UNREACHABLE, _sqlite_setup, unreachable_reason
 from agent.ups_test_models import KINDS, UpsTest, UpsTestEvent
 from collectors.reading import PollResult, Reading
 from collectors.snmp.profile import BatteryTest, CompiledMetric
@@ -473,8 +473,9 @@ class UpsTests:
                 continue
             try:
                 await self.open()
-            except Exception:  # the store is down: tests wait, polling goes on
-                log.exception("UPS test store not available; retrying in %gs", pause)
+            except UNREACHABLE as exc:  # the store is down: tests wait, polling goes on
+                log.error("UPS test store not available (%s); retrying in %gs",
+                          unreachable_reason(exc), pause)
                 await asyncio.sleep(pause)
 
     async def wait(self, test_id: int) -> UpsTest:

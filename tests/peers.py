@@ -216,45 +216,67 @@ DEBIAN_PACKAGE.update({"amtool": "prometheus-alertmanager", "initdb": "postgresq
                        "pg_ctl": "postgresql", "runuser": "util-linux"})
 
 
-@contextmanager
-def postgres(work: Path) -> Iterator[str]:
+class Postgres:
     """A throwaway PostgreSQL (Debian `postgresql`) on 127.0.0.1 and a free port, trust auth;
-    yields an SQLAlchemy URL (`postgresql+psycopg://postgres@127.0.0.1:PORT/postgres`).
+    `url` is an SQLAlchemy URL (`postgresql+psycopg://postgres@127.0.0.1:PORT/postgres`).
+    `stop()` and `start()` again keep the cluster and its port (a database server restarted
+    under the agent's feet).
 
     As root, initdb and pg_ctl run as the `postgres` user (`runuser`), and the cluster lives
     in a fresh directory under the system temp dir owned by that user (pytest's own temp
     dirs are private to root). Stopped with `pg_ctl stop -m fast` (the postmaster of this
     cluster only, by its pid file) and removed; its log is copied to `work/postgres.log`."""
-    import tempfile
 
-    pg_bin = "/usr/lib/postgresql/15/bin"
-    initdb = program("initdb", "/usr/local/bin", pg_bin)
-    pg_ctl = program("pg_ctl", "/usr/local/bin", pg_bin)
-    as_postgres: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="vigil-pg-"))
-    if os.geteuid() == 0:
-        runuser = program("runuser", "/usr/sbin", "/sbin")
-        as_postgres = [runuser, "-u", "postgres", "--"]
-        shutil.chown(base, "postgres", "postgres")
-    data, log = base / "data", base / "server.log"
-    port = free_port(socket.SOCK_STREAM)
-    try:
-        subprocess.run([*as_postgres, initdb, "-D", str(data), "-U", "postgres",
+    def __init__(self, work: Path) -> None:
+        import tempfile
+
+        pg_bin = "/usr/lib/postgresql/15/bin"
+        self.initdb = program("initdb", "/usr/local/bin", pg_bin)
+        self.pg_ctl = program("pg_ctl", "/usr/local/bin", pg_bin)
+        self.as_postgres: list[str] = []
+        self.work = work
+        self.base = Path(tempfile.mkdtemp(prefix="vigil-pg-"))
+        if os.geteuid() == 0:
+            runuser = program("runuser", "/usr/sbin", "/sbin")
+            self.as_postgres = [runuser, "-u", "postgres", "--"]
+            shutil.chown(self.base, "postgres", "postgres")
+        self.data, self.log = self.base / "data", self.base / "server.log"
+        self.port = free_port(socket.SOCK_STREAM)
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        subprocess.run([*self.as_postgres, self.initdb, "-D", str(self.data), "-U", "postgres",
                         "--auth=trust", "-E", "UTF8"], check=True, capture_output=True,
                        timeout=120)
-        options = (f"-c listen_addresses=127.0.0.1 -c port={port} "
-                   f"-c unix_socket_directories={base} -c fsync=off")
-        subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-l", str(log), "-o", options,
-                        "-w", "-t", "60", "start"], check=True, capture_output=True,
-                       timeout=90)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+                   f"-c unix_socket_directories={self.base} -c fsync=off")
+        subprocess.run([*self.as_postgres, self.pg_ctl, "-D", str(self.data), "-l",
+                        str(self.log), "-o", options, "-w", "-t", "60", "start"], check=True,
+                       capture_output=True, timeout=90)
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            subprocess.run([*self.as_postgres, self.pg_ctl, "-D", str(self.data), "-m", "fast",
+                            "-w", "stop"], capture_output=True, timeout=60)
+
+    def remove(self) -> None:
+        self.stop()
+        if self.log.exists():
+            shutil.copy(self.log, self.work / "postgres.log")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextmanager
+def postgres(work: Path) -> Iterator[str]:
+    """A started Postgres (see the class); yields its URL, removes it after."""
+    server = None
+    try:
+        server = Postgres(work)
+        server.start()
+        yield server.url
     finally:
-        if (data / "postmaster.pid").exists():
-            subprocess.run([*as_postgres, pg_ctl, "-D", str(data), "-m", "fast", "-w",
-                            "stop"], capture_output=True, timeout=60)
-        if log.exists():
-            shutil.copy(log, work / "postgres.log")
-        shutil.rmtree(base, ignore_errors=True)
+        if server is not None:
+            server.remove()
 
 
 def fast_rules(work: Path, wait: str = "3s") -> str:

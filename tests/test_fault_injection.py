@@ -4,12 +4,19 @@ real peers. Marked `faults`: `pytest -m faults` runs them alone.
 - A device replaced under the same address by another model: the poll that sees the new
   sysObjectID says so, the next one detects the new profile and reads it; nothing of the old
   model is exported for it after that.
+- The PostgreSQL ticket store stopped and started again under a running agent while a fault
+  fires: polling and grading go on, the store is reported down, the ticket opens once when
+  the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import socket
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +27,7 @@ from collectors.snmp.engine import SnmpAuth, Target, make_engine
 from collectors.snmp.fetch import FetchLimits
 from tests import peers
 
+ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.faults
 
 
@@ -68,3 +76,90 @@ def test_a_device_replaced_by_another_model_is_detected_again(tmp_path: Path, pr
     assert any("sysObjectID changed" in p for p in changed.problems), changed.problems
     assert switch.up and switch.profile != ups.profile
     assert "interface_oper_status" in metrics[2] and "ups_on_battery" not in metrics[2]
+
+
+def test_the_ticket_store_stopped_and_restarted_under_the_agent(tmp_path: Path) -> None:
+    """PostgreSQL goes away while a UPS goes on battery: the agent keeps polling and grading,
+    says the store is down (vigil_ticket_store_up 0), and when the database is back opens the
+    one ticket by itself; nothing is lost or doubled."""
+    from tests.test_daemon import Daemon
+    from tests.test_rules_daemon import _ups_on_battery_at
+
+    server = peers.Postgres(tmp_path)
+    try:
+        server.start()
+        data = tmp_path / "sim"
+        data.mkdir()
+        (data / "ups-1.snmprec").write_text(
+            _ups_on_battery_at(peers.recordings() / "deltaups.snmprec", time.time() + 8),
+            encoding="latin-1")
+        with peers.snmpsim(data, tmp_path) as sim_port:
+            config = _agent(tmp_path, sim_port, server.url)
+            daemon = Daemon(config)
+            try:
+                peers.wait_http(daemon.url + "/-/ready", timeout=60)
+                daemon.wait_for(lambda: daemon.sample("vigil_ticket_store_up") == 1, 30,
+                                "the store open")
+                server.stop()                            # the database goes away
+                fault = daemon.wait_for(lambda: _firing(daemon, "UpsOnBattery:ups-1"), 60,
+                                        "UpsOnBattery firing with the store down")
+                assert fault["level"] == 2
+                daemon.wait_for(lambda: daemon.sample("vigil_ticket_store_up") == 0, 30,
+                                "the store reported down")
+                polls = daemon.sample("vigil_polls_total")
+                daemon.wait_for(lambda: daemon.sample("vigil_polls_total") > polls, 20,
+                                "polls going on")
+                server.start()                           # ... and comes back, same port
+                daemon.wait_for(lambda: daemon.sample("vigil_ticket_store_up") == 1, 60,
+                                "the store back")
+                tickets = daemon.wait_for(lambda: _tickets(daemon, config), 30,
+                                          "the ticket opened after the outage")
+                time.sleep(2)                            # a few more checks: still one
+                tickets = _tickets(daemon, config)
+                assert [t["fault_key"] for t in tickets] == ["UpsOnBattery:ups-1"]
+                assert "Traceback" not in daemon.log.read_text()
+            finally:
+                daemon.stop()
+    finally:
+        server.remove()
+
+
+def _agent(work: Path, sim_port: int, db_url: str) -> Path:
+    from agent.auth import add_user
+
+    (work / "credentials.yaml").write_text(
+        "credentials:\n  ups-1:\n    version: 2c\n    community: ups-1\n")
+    (work / "credentials.yaml").chmod(0o600)
+    (work / "inventory.yaml").write_text(
+        "sites:\n  - {id: room, name: 机房}\ndevices:\n"
+        f"  - {{id: ups-1, kind: ups, site: room, address: 127.0.0.1, port: {sim_port}, "
+        f"credentials: ups-1}}\n")
+    (work / "viewer.token").write_text(add_user(work / "tokens.yaml", "view", "viewer"))
+    port = peers.free_port(socket.SOCK_STREAM)
+    (work / "agent.yaml").write_text(
+        f"agent: {{id: fi}}\nlisten: 127.0.0.1:{port}\nstate_dir: state\n"
+        f"schedule: {{default_interval: 2s}}\nsnmp: {{timeout: 500ms, retries: 1}}\n"
+        f"rules: {{files: ['{peers.fast_rules(work)}'], interval: 1s}}\n"
+        f"tickets: {{url: '{db_url}', escalation: '{ROOT}/config/escalation.yaml', "
+        f"escalation_interval: 1s}}\n"
+        "notifications:\n  channels:\n" + "".join(
+            f"    - {{name: {c}, type: webhook, url: 'http://127.0.0.1:9/{c}'}}\n"
+            for c in ("wecom-maintenance", "email-team-lead", "dingtalk-contractor",
+                      "email-contractor-manager", "email-owner")))
+    return work / "agent.yaml"
+
+
+def _firing(daemon, key: str) -> dict | None:
+    return next((f for f in _json(f"{daemon.url}/api/v1/faults")
+                 if f["key"] == key and f["state"] == "firing"), None)
+
+
+def _tickets(daemon, config: Path) -> list[dict]:
+    return _json(f"{daemon.url}/api/v1/tickets", (config.parent / "viewer.token").read_text())
+
+
+def _json(url: str, token: str | None = None):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
+                                     if token else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)

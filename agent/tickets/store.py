@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -124,6 +124,18 @@ class Opened:
 
     ticket: Ticket
     outcome: str
+
+
+UNREACHABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
+"""Errors that mean the database is out of reach (server or link down), not a bug: callers
+say them once per outage, without a traceback."""
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """The driver's own first line (e.g. 'connection refused'), without SQLAlchemy's text."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
 
 
 @dataclass(frozen=True)
