@@ -130,6 +130,7 @@ async def test_resolved_alert_is_no_longer_active(am: str, registry: CollectorRe
     assert metric(registry, "vigil_alertmanager_alerts_sent_total", am) == 2
 
 
+@pytest.mark.faults
 @needs_alertmanager
 async def test_dead_url_does_not_stop_delivery(am: str, registry: CollectorRegistry,
                                                caplog: pytest.LogCaptureFixture) -> None:
@@ -169,6 +170,7 @@ async def test_rejected_alerts_are_not_retried(am: str, registry: CollectorRegis
     assert [a["labels"]["device"] for a in await listed(am, "rejected")] == ["cam-6"]
 
 
+@pytest.mark.faults
 async def test_server_errors_are_retried_and_recovery_logged(
         registry: CollectorRegistry, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "vigil.alertmanager")

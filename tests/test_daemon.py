@@ -269,6 +269,7 @@ def test_poll_command_prints_a_table(tmp_path, recordings_sim):
     assert missing.returncode == 2 and "no device 'nope'" in missing.stderr
 
 
+@pytest.mark.faults
 def test_sigterm_during_polls_logs_no_traceback(recordings_sim, tmp_path):
     from tests.test_scheduler import dead_devices, silent_ports
 

@@ -303,6 +303,7 @@ async def test_failed_optional_requests_do_not_make_the_camera_down():
     assert value(uri, "onvif_profiles") == 2
 
 
+@pytest.mark.faults
 async def test_one_bad_camera_does_not_affect_the_others():
     p = ports(6)
     good = [camera(f"good-{i}", p[i], vendor=VENDORS[i], ptz=True) for i in range(3)]
@@ -389,6 +390,7 @@ async def test_auth_failure_drops_the_session_and_recovers():
     await collector.close()
 
 
+@pytest.mark.faults
 async def test_camera_clock_jump_rebuilds_the_session():
     [port] = ports(1)
     cam = camera("cam", port, vendor="dahua")
@@ -557,6 +559,7 @@ async def test_renewal_keeps_the_subscription_alive_past_its_termination_time():
         await events.close()
 
 
+@pytest.mark.faults
 async def test_subscription_is_created_again_after_a_reboot():
     [port] = ports(1)
     cam = camera("cam", port, vendor="dahua")

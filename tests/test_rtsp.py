@@ -241,6 +241,7 @@ async def _tcp_peer(handler):
     return server, server.sockets[0].getsockname()[1]
 
 
+@pytest.mark.faults
 async def test_garbage_silence_and_hangup():
     async def garbage(reader, writer):
         await reader.read(100)

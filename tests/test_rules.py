@@ -240,6 +240,7 @@ def test_absent_is_explicit(tmp_path):
     assert site.faults() == {}
 
 
+@pytest.mark.faults
 def test_counter_reset_never_gives_a_negative_rate_or_a_fault(tmp_path):
     rules = """
     groups:

@@ -6,6 +6,8 @@ import asyncio
 import socket
 import time
 
+import pytest
+
 from agent.config import load_config
 from agent.daemon import Agent
 from tests import peers
@@ -50,6 +52,7 @@ def test_first_polls_are_spread_over_the_interval(recordings_sim, tmp_path):
     assert len({round(o, 3) for o in offsets}) == len(offsets)
 
 
+@pytest.mark.faults
 def test_dead_devices_hold_slots_only_until_their_deadline(recordings_sim, tmp_path):
     """Two dead devices and two live ones, two polls at a time, 3 s interval: the dead ones
     are cut at their 2.7 s deadline, never more than two polls run at once, and the live ones

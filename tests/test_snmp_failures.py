@@ -21,6 +21,8 @@ from collectors.snmp.fetch import FetchLimits
 from tests import peers
 from tests.conftest import value
 
+pytestmark = pytest.mark.faults
+
 ENGINES = list(engine.ENGINES)
 V3_USERS = [("vigil", "SHA-256", "authsecret-256", "AES", "privsecret-aes"),
             ("legacy", "SHA", "authsecret-sha", "AES", "privsecret-aes")]

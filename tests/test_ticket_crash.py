@@ -56,6 +56,8 @@ from tests.crash_site import (
     violations,
 )
 
+pytestmark = pytest.mark.faults
+
 ROUNDS = int(os.environ.get("VIGIL_CRASH_ROUNDS", "6"))
 PG_ROUNDS = int(os.environ.get("VIGIL_CRASH_PG_ROUNDS", "3"))
 DEVICES = 300  # at the first start
