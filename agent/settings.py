@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, create_model, field_validator
 from agent.configbase import Duration, Strict
 from agent.inspection_schedule import Inspections
 from agent.notify.model import Channel
+from agent.tls import Tls
 from agent.ups_test_settings import UpsTestSettings
 from agent.validation import attribute_docs
 from collectors.video.quality import QualityThresholds
@@ -403,6 +404,8 @@ class Settings(Strict):
                                      description="Periodic inspections (docs/inspections.md).")
     history: History = Field(default_factory=History,
                              description="Readings history for reports.")
+    tls: Tls | None = Field(None, description="HTTPS for the API, web UI and /metrics "
+                                              "(docs/security.md); plain HTTP if left out.")
 
     @field_validator("listen")
     @classmethod
