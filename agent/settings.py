@@ -171,6 +171,12 @@ class Traps(Strict):
         default_factory=list,
         description="Credentials entries accepted on incoming traps: v1/v2c communities and "
                     "v3 users.")
+    per_source_rate: float = Field(
+        20.0, gt=0, description="Traps per second accepted from one source address; the "
+                                "excess is dropped unread and counted "
+                                "(vigil_snmp_traps_total{outcome=\"rate_limited\"}).")
+    per_source_burst: int = Field(
+        200, ge=1, description="Traps one source may send at once before the rate applies.")
 
     @field_validator("listen")
     @classmethod
