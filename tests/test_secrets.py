@@ -14,9 +14,11 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +33,7 @@ SECRETS = {
     "VIGIL_T_WRONG": "WrongQx7Leak4",
     "VIGIL_T_ONVIF": "OnvifQx7Leak5",
     "VIGIL_T_SMTP": "SmtpQx7Leak6",
+    "VIGIL_T_ONVIF_WRONG": "OnvifWrongQx7Leak7",
 }
 
 
@@ -42,6 +45,20 @@ def _closed_port() -> int:
 def leaky(tmp_path_factory):
     """(daemon, work dir, API token, every secret) for the module."""
     work = tmp_path_factory.mktemp("secrets")
+    cams = {name: peers.free_port(socket.SOCK_STREAM) for name in ("cam-1", "cam-2")}
+    control = peers.free_port(socket.SOCK_STREAM)
+    rtsp = f"rtsp://127.0.0.1:{_closed_port()}/live"  # the probe fails: its error is logged
+    (work / "cameras.json").write_text(json.dumps(
+        {"defaults": {"username": "admin", "password": SECRETS["VIGIL_T_ONVIF"]},
+         "cameras": [{"name": n, "port": p, "stream_uri": rtsp} for n, p in cams.items()]}))
+    with peers.child([sys.executable, "-m", "agent.demo.onvif", "--config",
+                      str(work / "cameras.json"), "--control", f"127.0.0.1:{control}"],
+                     work / "onvif.log"):
+        peers.wait_http(f"http://127.0.0.1:{control}/cameras")
+        yield from _agent(work, cams)
+
+
+def _agent(work: Path, cams: dict[str, int]):
     users = [("vigil", "SHA-256", SECRETS["VIGIL_T_AUTH"], "AES", SECRETS["VIGIL_T_PRIV"])]
     with peers.snmpd(work, users, community=SECRETS["VIGIL_T_COMMUNITY"]) as port:
         (work / "credentials.yaml").write_text(
@@ -53,8 +70,8 @@ def leaky(tmp_path_factory):
             "  v3-wrong:\n    version: 3\n    username: vigil\n    auth_protocol: SHA256\n"
             "    auth_password_env: VIGIL_T_WRONG\n    priv_protocol: AES\n"
             "    priv_password_env: VIGIL_T_WRONG\n"
-            "  cam:\n    username: admin\n    password_env: VIGIL_T_ONVIF\n")
-        onvif = _closed_port()
+            "  cam:\n    username: admin\n    password_env: VIGIL_T_ONVIF\n"
+            "  cam-wrong:\n    username: admin\n    password_env: VIGIL_T_ONVIF_WRONG\n")
         (work / "inventory.yaml").write_text(
             "sites:\n  - {id: lab, name: 实验室}\ndevices:\n"
             f"  - {{id: sw-v2, kind: switch, site: lab, address: 127.0.0.1, port: {port}, "
@@ -64,13 +81,17 @@ def leaky(tmp_path_factory):
             f"  - {{id: sw-bad, kind: switch, site: lab, address: 127.0.0.1, port: {port}, "
             "credentials: v3-wrong}\n"
             f"  - {{id: cam-1, kind: fixed_camera, site: lab, address: 127.0.0.1, snmp: false, "
-            f"onvif: {{port: {onvif}, credentials: cam}}}}\n")
+            f"onvif: {{port: {cams['cam-1']}, credentials: cam}}, rtsp: {{}}}}\n"
+            f"  - {{id: cam-2, kind: fixed_camera, site: lab, address: 127.0.0.1, snmp: false, "
+            f"onvif: {{port: {cams['cam-2']}, credentials: cam-wrong}}, rtsp: {{}}}}\n")
         token = add_user(work / "tokens.yaml", "wang.fang", "engineer")
         listen = peers.free_port(socket.SOCK_STREAM)
         (work / "agent.yaml").write_text(
             f"agent: {{id: test}}\nlisten: 127.0.0.1:{listen}\nstate_dir: state\n"
+            "onvif: {interval: 2s, timeout: 3s}\n"
+            "rtsp: {cameras_per_minute: 60, min_interval: 4s, timeout: 2s}\n"
             "schedule: {default_interval: 2s}\nsnmp: {timeout: 1s, retries: 0}\n"
-            "reachability: {enabled: false}\n"
+            "reachability: {enabled: false}\nlog_level: debug\n"
             f"rules: {{files: ['{peers.fast_rules(work, '1s')}'], interval: 1s}}\n"
             "notifications:\n  channels:\n"
             f"    - {{name: mail, type: email, host: 127.0.0.1, port: {_closed_port()}, "
@@ -81,8 +102,14 @@ def leaky(tmp_path_factory):
             peers.wait_http(daemon.url + "/-/ready")
             daemon.wait_for(lambda: daemon.sample("vigil_device_up", device="sw-v3") == 1,
                             what="the v3 switch polled")
+            daemon.wait_for(lambda: daemon.sample("vigil_collector_up", device="cam-1",
+                                                  collector="onvif") == 1,
+                            what="the camera's ONVIF login")
             daemon.wait_for(lambda: _get(daemon.url + "/api/v1/tickets", token),
                             what="a ticket opened", timeout=40)
+            daemon.wait_for(lambda: "sw-bad" in _text(_get(daemon.url + "/api/v1/faults",
+                                                           token)),
+                            what="the wrong-passphrase switch's fault", timeout=40)
             secrets = [*SECRETS.values(), token, hash_token(token)]
             yield daemon, work, token, secrets
         finally:
@@ -165,7 +192,7 @@ def test_check_and_poll_print_no_secret(leaky):
     env = {**os.environ, **SECRETS}
     runs = [subprocess.run([*VIGIL, "check", "-c", str(work / "agent.yaml")], env=env,
                            capture_output=True, text=True, timeout=60)]
-    for device in ("sw-bad", "cam-1"):
+    for device in ("sw-bad", "cam-1", "cam-2"):
         runs.append(subprocess.run([*VIGIL, "poll", "-c", str(work / "agent.yaml"), device],
                                    env=env, capture_output=True, text=True, timeout=60))
     assert runs[0].returncode == 0, runs[0].stdout + runs[0].stderr
