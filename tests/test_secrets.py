@@ -171,6 +171,10 @@ def test_web_ui_pages_hold_no_secret(leaky):
     with opener.open(daemon.url + "/ui/login", data=form, timeout=10) as response:
         assert "/ui/login" not in response.url
         _no_secret("the login answer", response.read().decode(), secrets)
+    with opener.open(daemon.url + "/ui/tickets", timeout=10) as response:  # XSS defences
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert "script-src" not in response.headers["Content-Security-Policy"]  # self only
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
     tickets = _get(daemon.url + "/api/v1/tickets", token)
     pages = ["/ui/", "/ui/tickets", "/ui/confirm", "/ui/inspections", "/ui/reports",
              "/ui/inventory", "/ui/rules", f"/ui/tickets/{tickets[0]['id']}"]
