@@ -226,6 +226,8 @@ class Agent:
                 return errors
             if config.settings.listen != self.config.settings.listen:
                 log.warning("listen address changed: restart the agent to apply it")
+            if config.settings.tls != self.config.settings.tls:
+                log.warning("tls changed: restart the agent to apply it")
             if config.settings.snmp.engine != self.engine.name:
                 retired, self.engine = self.engine, self._make_engine(config)
                 self._close_later(retired.close())
