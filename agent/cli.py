@@ -23,6 +23,7 @@ from agent.cli_rules import RULE_COMMANDS
 from agent.cli_stats import stats
 from agent.cli_tickets import TICKET_COMMANDS
 from agent.cli_ups import UPS_COMMANDS
+from agent.credential_audit import weak_credentials
 from agent.plans import rtsp_overload
 from agent.yamlfile import ConfigError, ConfigErrors
 
@@ -95,12 +96,8 @@ def check(config_path: Path) -> None:
     click.echo(f"  {len(config.credentials)} credentials, {len(config.profiles.profiles)} "
                f"profiles, {len(config.profiles.catalogue)} metrics, SNMP engine "
                f"{config.settings.snmp.engine}")
-    v2 = sorted({d.credentials or "" for d in inventory.devices.values()
-                 if d.polls_snmp and config.credentials[d.credentials or ""].version != "3"})
-    if v2:
-        names = ", ".join(v2[:5]) + (f" and {len(v2) - 5} more" if len(v2) > 5 else "")
-        click.echo(f"  note: credentials {names} use SNMP v1/v2c (community in clear text); "
-                   f"prefer v3 authPriv with SHA-2 and AES where devices support it")
+    for weak in weak_credentials(config_path.parent / config.settings.credentials):
+        click.echo(f"  warning: {weak}")  # warned, not refused (agent/credential_audit.py)
     rules = config.rules
     click.echo(f"  {len(rules.rules)} rules in {len(rules.files)} rule files, "
                f"{len(rules.inhibitions)} inhibition rules")

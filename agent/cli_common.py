@@ -4,6 +4,7 @@ calling the running agent's API (--url, --token)."""
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import unicodedata
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 import click
 
 from agent.config import DEFAULT_CONFIG, Config, load_config
+from agent.tls import Tls, client_context
 from agent.yamlfile import ConfigError, ConfigErrors
 
 CONFIG_OPTION = click.option(
@@ -26,12 +28,22 @@ TOKEN_OPTION = click.option(
     "--token", envvar="VIGIL_TOKEN", metavar="TOKEN",
     help="API token (`vigil tokens add`); also read from $VIGIL_TOKEN.")
 
+_tls: Tls | None = None
+"""The TLS settings of the config `_api` took the URL from: its certificate is trusted."""
+
+
+def ssl_context() -> ssl.SSLContext:
+    """What the commands trust for an https URL (agent/tls.py client_context)."""
+    return client_context(_tls)
+
 
 def _api(config_path: Path, url: str | None) -> str:
     if url:
         return url.rstrip("/")
+    global _tls
     config = _load(config_path)
-    return f"http://{config.settings.listen}"
+    _tls = config.settings.tls
+    return f"http{'s' if _tls else ''}://{config.settings.listen}"
 
 
 class ApiClient:
@@ -85,7 +97,8 @@ def api_request(method: str, url: str, body: dict | None = None, token: str | No
         headers["Content-Type"] = content_type
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout,
+                                    context=ssl_context()) as response:
             return response.read(), response.headers
     except urllib.error.HTTPError as exc:
         try:

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import click
 
-from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, ApiClient, _table
+from agent.cli_common import CONFIG_OPTION, TOKEN_OPTION, URL_OPTION, ApiClient, _table, ssl_context
 from agent.cli_tickets import JSON_OPTION, _when
 
 STATE_ZH = {"open": "待巡检", "submitted": "已提交", "signed": "已签字"}
@@ -34,7 +34,8 @@ class _Ctx(ApiClient):
         request = urllib.request.Request(self.base() + path, data=data, method=method,
                                          headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30,
+                                        context=ssl_context()) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
             _refused(exc)

@@ -11,7 +11,7 @@ import glob
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import yamlfile
+from agent import tls, yamlfile
 from agent.credentials import Login, load_credentials
 from agent.escalation import Policy, builtin_policy, load_policy
 from agent.inspection_subjects import add_inspection_subjects
@@ -63,8 +63,9 @@ def load_config(path: Path) -> Config:
     settings = settings.model_copy(update={
         "state_dir": state_dir,
         "tickets": settings.tickets.model_copy(
-            update={"url": _sqlite_url(settings.tickets.url, state_dir)})})
-    errors: list[ConfigError] = []
+            update={"url": _sqlite_url(settings.tickets.url, state_dir)}),
+        "tls": tls.resolved(settings.tls, base)})
+    errors: list[ConfigError] = tls.check(doc, settings.tls)
 
     credentials: dict[str, SnmpAuth | Login] = {}
     credentials_ok = False

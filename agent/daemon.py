@@ -47,6 +47,7 @@ from agent.state import State
 from agent.ticket_metrics import TicketMetrics
 from agent.ticketing import TicketRunner
 from agent.tickets.store import TicketStore
+from agent.tls import server_context
 from agent.ups_test import Follow, UpsTests, UpsTestStore
 from agent.yamlfile import ConfigError, ConfigErrors
 from collectors.snmp.collector import SnmpCollector
@@ -186,7 +187,9 @@ class Agent:
         host, _, port = self.config.settings.listen.rpartition(":")
         self.runner = web.AppRunner(make_app(self), access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host.strip("[]"), int(port), reuse_address=True)
+        tls = self.config.settings.tls
+        site = web.TCPSite(self.runner, host.strip("[]"), int(port), reuse_address=True,
+                           ssl_context=server_context(tls) if tls else None)
         await site.start()
         await self._adopt(self.config, SnmpCollector(self.engine, self.config.profiles))
         self.scheduler.start()
@@ -205,9 +208,9 @@ class Agent:
             self.history.start()
         self.ready = True
         devices = len(self.config.inventory.devices)
-        log.info("listening on http://%s, polling %d devices (%s) with the %s SNMP engine",
-                 self.config.settings.listen, devices, ", ".join(sorted(self.collectors)),
-                 self.engine.name)
+        log.info("listening on http%s://%s, polling %d devices (%s) with the %s SNMP engine",
+                 "s" if tls else "", self.config.settings.listen, devices,
+                 ", ".join(sorted(self.collectors)), self.engine.name)
 
     async def reload(self) -> list[str]:
         """Load the config again; return the errors (empty when adopted)."""
@@ -223,6 +226,8 @@ class Agent:
                 return errors
             if config.settings.listen != self.config.settings.listen:
                 log.warning("listen address changed: restart the agent to apply it")
+            if config.settings.tls != self.config.settings.tls:
+                log.warning("tls changed: restart the agent to apply it")
             if config.settings.snmp.engine != self.engine.name:
                 retired, self.engine = self.engine, self._make_engine(config)
                 self._close_later(retired.close())

@@ -47,18 +47,22 @@ class Events:
 
     async def _apply_traps(self, config: Config) -> None:
         settings = config.settings.traps
-        wanted = (settings.listen, tuple(settings.credentials),
+        wanted = (settings.listen, settings.per_source_rate, settings.per_source_burst,
+                  tuple(settings.credentials),
                   tuple(config.credentials.get(n) for n in settings.credentials))
         if self.traps is not None and (not settings.enabled or wanted != self.trap_settings):
             await self.traps.close()
             self.traps = None
         if settings.enabled and self.traps is None:
+            from collectors.traps.ratelimit import SourceLimiter
             from collectors.traps.receiver import TrapReceiver
 
             auths = [config.credentials[name] for name in settings.credentials]
             receiver = TrapReceiver(settings.listen, self.deliver, self.resolve,
                                     [a for a in auths if not isinstance(a, Login)],
-                                    mappings=config.trap_mappings)
+                                    mappings=config.trap_mappings,
+                                    limiter=SourceLimiter(settings.per_source_rate,
+                                                          settings.per_source_burst))
             try:
                 await receiver.start()
             except OSError as exc:

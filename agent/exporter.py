@@ -316,7 +316,8 @@ class TrapCounters(Collector):
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
             "vigil_snmp_traps", "SNMP trap datagrams by outcome: received, delivered, "
-                                "unknown_source, undecodable, rejected, unmapped.",
+                                "unknown_source, undecodable, rejected, unmapped, "
+                                "rate_limited.",
             labels=["outcome"])
         for outcome, count in self.counters().items():
             if outcome != "engine_ids_learnt":

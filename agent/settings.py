@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, create_model, field_validator
 from agent.configbase import Duration, Strict
 from agent.inspection_schedule import Inspections
 from agent.notify.model import Channel
+from agent.tls import Tls
 from agent.ups_test_settings import UpsTestSettings
 from agent.validation import attribute_docs
 from collectors.video.quality import QualityThresholds
@@ -170,6 +171,12 @@ class Traps(Strict):
         default_factory=list,
         description="Credentials entries accepted on incoming traps: v1/v2c communities and "
                     "v3 users.")
+    per_source_rate: float = Field(
+        20.0, gt=0, description="Traps per second accepted from one source address; the "
+                                "excess is dropped unread and counted "
+                                "(vigil_snmp_traps_total{outcome=\"rate_limited\"}).")
+    per_source_burst: int = Field(
+        200, ge=1, description="Traps one source may send at once before the rate applies.")
 
     @field_validator("listen")
     @classmethod
@@ -403,6 +410,8 @@ class Settings(Strict):
                                      description="Periodic inspections (docs/inspections.md).")
     history: History = Field(default_factory=History,
                              description="Readings history for reports.")
+    tls: Tls | None = Field(None, description="HTTPS for the API, web UI and /metrics "
+                                              "(docs/security.md); plain HTTP if left out.")
 
     @field_validator("listen")
     @classmethod

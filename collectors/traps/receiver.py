@@ -24,6 +24,8 @@ also answers informs. Each accepted notification goes:
   go back more than 150 s behind what was last authenticated from that engine is `rejected`
   (a replay, or a firmware that resets snmpEngineBoots; `check_time_window=False` accepts
   those).
+- A source sending more than its rate (`limiter`, a token bucket per address) has the excess
+  dropped unread and counted as `rate_limited`.
 - Garbage (not BER, not SNMP, not a notification PDU) is counted as `undecodable`.
 - A trap whose OID no mapping knows is delivered as event `snmp_trap{oid=...}` (value 1, the
   varbinds as text) and counted as `unmapped`, unless `deliver_unmapped` is False.
@@ -46,6 +48,7 @@ from typing import Any
 
 from collectors.reading import EventSink, Reading, event
 from collectors.traps.mapping import TrapMappings, Varbinds, load_mappings
+from collectors.traps.ratelimit import SourceLimiter
 
 log = logging.getLogger("vigil.traps")
 
@@ -92,6 +95,7 @@ class TrapCounters:
     rejected: int = 0  # wrong community, unknown v3 user, wrong keys, outside time window
     unmapped: int = 0  # accepted from a device, but no mapping knows the trap's OID
     engine_ids_learnt: int = 0  # v3 senders' engine IDs registered on their first trap
+    rate_limited: int = 0  # dropped unread: the source sent more than its rate (ratelimit.py)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -135,13 +139,14 @@ class TrapReceiver:
                  communities: Sequence[Any] = (), v3_users: Sequence[Any] = (),
                  mappings: TrapMappings | None = None, *, deliver_unmapped: bool = True,
                  max_learnt_engine_ids: int = 10000, learn_per_second: float = 20.0,
-                 check_time_window: bool = True):
+                 check_time_window: bool = True, limiter: SourceLimiter | None = None):
         """`listen`: host:port (port 0: any free port; see `address`). `sink`: gets every event
         reading. `resolve`: source address -> device id or None. `communities`: accepted
         v1/v2c community strings, or SnmpAuth entries (v1/v2c ones give their community, v3
         ones become users, so the agent may pass its credentials list as it is). `v3_users`:
         TrapUser or SnmpAuth (v3). `mappings`: from load_mappings(); None loads the standard
-        ones. The rest: see the module's doc."""
+        ones. `limiter`: bounds the traps per source (None: unbounded). The rest: see the
+        module's doc."""
         if isinstance(v3_users, TrapMappings):
             raise TypeError("TrapReceiver: pass the mappings as mappings=..., not as v3_users")
         self.listen = listen
@@ -166,6 +171,7 @@ class TrapReceiver:
         self._known_engines: dict[tuple[str, bytes], bool] = {}  # (user, engine id) -> learnt
         self._timeline: dict[bytes, tuple[int, int, int, float]] = {}
         self.check_time_window = check_time_window
+        self.limiter = limiter
         self._learnt = 0
         self._masters: dict[str, tuple[Any, Any]] = {}
         self._learn_budget = learn_per_second
@@ -399,6 +405,11 @@ class TrapReceiver:
         source = str(address[0])
         if source.startswith("::ffff:") and "." in source:  # IPv4 on a dual-stack socket
             source = source[7:]
+        if self.limiter is not None and not self.limiter.allow(source):
+            self.counters.rate_limited += 1
+            self._log.warning(f"rate:{source}", "traps from %s arrive faster than %g/s: "
+                              "dropped", source, self.limiter.rate)
+            return
         learnt: tuple[bytes, str] | None = None
         header: _V3Header | None = None
         try:
