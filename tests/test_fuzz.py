@@ -20,15 +20,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+import yaml
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+
+from agent import yamlfile
 
 pytestmark = pytest.mark.fuzz
 
@@ -324,3 +328,270 @@ def test_onvif_seeds_read_cleanly(onvif_rig):
                 _onvif_read(session, clients, ONVIF_READERS[operation]))
             if operation != "PullMessages":
                 assert readings, operation
+
+
+# --- YAML loaders ---------------------------------------------------------------------------
+
+def _shipped(*patterns: str) -> list[Path]:
+    return sorted(p for pattern in patterns for p in ROOT.glob(pattern))
+
+
+def _words() -> tuple[list[str], list[object]]:
+    """Every key and scalar of the shipped YAML files: the fuzzer's plausible vocabulary."""
+    keys: set[str] = set()
+    scalars: set[object] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                keys.add(str(k))
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str | int | float | bool) and not isinstance(node, bool):
+            scalars.add(node)
+    for path in _shipped("config/*.yaml", "config/rules/*.yaml", "collectors/profiles/*.yaml"):
+        walk(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return sorted(keys), sorted(scalars, key=repr)
+
+
+KEYS, SCALARS = _words()
+scalars = st.one_of(st.sampled_from(SCALARS), st.none(), st.booleans(),
+                    st.integers(-2**70, 2**70), st.floats(allow_nan=True), WEIRD_TEXT,
+                    st.sampled_from(["30s", "0s", "-5m", "1h2", "2026-02-30", "12:60",
+                                     "1.3.6.1.2.1.1.3.0", ".1.3", "{{ x }}", "$(x)", "127.0.0.1",
+                                     "::1", "999.1.1.1", "sha512", "aes256", "v3", "2c"]))
+plausible = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
+    max_leaves=25)
+
+
+@st.composite
+def data_mutation(draw, data):
+    """Remove, duplicate, retype, add or rename one node of a loaded document."""
+    nodes = []
+
+    def walk(node):
+        if isinstance(node, dict | list):
+            nodes.append(node)
+            for v in (node.values() if isinstance(node, dict) else node):
+                walk(v)
+    walk(data)
+    if not nodes:
+        return draw(plausible)
+    node = nodes[draw(st.integers(0, len(nodes) - 1))]
+    kind = draw(st.sampled_from(["remove", "duplicate", "retype", "add", "rename"]))
+    if isinstance(node, dict):
+        keys = list(node)
+        key = keys[draw(st.integers(0, len(keys) - 1))] if keys else None
+        if key is None or kind == "add":
+            node[draw(st.sampled_from(KEYS) | st.text(max_size=10))] = draw(plausible)
+        elif kind == "remove":
+            del node[key]
+        elif kind == "rename":
+            node[draw(st.sampled_from(KEYS))] = node.pop(key)
+        elif kind == "duplicate":
+            node[f"{key}"] = [node[key], node[key]]
+        else:
+            node[key] = draw(plausible)
+    elif node:
+        i = draw(st.integers(0, len(node) - 1))
+        if kind == "remove":
+            del node[i]
+        elif kind == "duplicate":
+            node.insert(i, node[i])
+        else:
+            node[i] = draw(plausible)
+    else:
+        node.append(draw(plausible))
+    return data
+
+
+YAML_SNIPPETS = ["&a x", "*a", "<<: *a", "<<: [1, 2]", "!!python/object:os.system x",
+                 "!!binary AAAA", "? [a, b]\n: 1", "\t", "- - -", "{", "]", "key: 2026-02-30",
+                 "key: 1970-13-01", "%YAML 1.1\n---", "---\n---", "...", "'unterminated",
+                 "k: |\n  block", "k: !!int x", "k: !!float x", "k: !!timestamp x", "k: !!set {a}",
+                 "k: !!omap [a]", "k: !!str", "&b [*b]", ": value", "k: v: w"]
+
+
+@st.composite
+def text_mutation(draw, text: str) -> bytes:
+    """Line-level YAML edits (duplicate, drop, re-indent, insert a snippet) or byte edits."""
+    lines = text.split("\n")
+    kind = draw(st.sampled_from(["duplicate", "drop", "indent", "snippet", "bytes"]))
+    i = draw(st.integers(0, max(0, len(lines) - 1)))
+    if kind == "duplicate":
+        lines.insert(i, lines[i])
+    elif kind == "drop":
+        del lines[i]
+    elif kind == "indent":
+        lines[i] = " " * draw(st.integers(1, 6)) + lines[i] if draw(st.booleans()) \
+            else lines[i].lstrip()
+    elif kind == "snippet":
+        indent = re.match(r"\s*", lines[i]).group(0)
+        lines.insert(i, indent + draw(st.sampled_from(YAML_SNIPPETS)))
+    else:
+        return draw(byte_mutation(text.encode()))
+    return "\n".join(lines).encode()
+
+
+def yaml_documents(*patterns: str):
+    """Bytes of a YAML file: a shipped one mutated (as data or as text), or a random one."""
+    seeds = [p.read_text(encoding="utf-8") for p in _shipped(*patterns)]
+    as_data = st.sampled_from(seeds).flatmap(
+        lambda text: data_mutation(yaml.safe_load(text))).map(
+        lambda data: yaml.safe_dump(data, allow_unicode=True, sort_keys=False).encode())
+    as_text = st.sampled_from(seeds).flatmap(text_mutation)
+    random_doc = plausible.map(
+        lambda data: yaml.safe_dump(data, allow_unicode=True, sort_keys=False).encode())
+    return st.one_of(as_data, as_text, random_doc)
+
+
+def _check_config_error(exc: BaseException, path: Path, data: bytes) -> None:
+    """A refusal names the file, and a line inside it when it gives one."""
+    errors = exc.errors if isinstance(exc, yamlfile.ConfigErrors) else [exc]
+    assert errors, "ConfigErrors without an error"
+    lines = data.count(b"\n") + 2
+    for error in errors:
+        assert error.file == str(path), f"{error} names {error.file}, not {path}"
+        assert str(path) in str(error)
+        assert error.line is None or 1 <= error.line <= lines, f"line {error.line}: {error}"
+        assert error.message
+
+
+def _check_loader(name: str, load, path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    path.chmod(0o600)
+    TRIED[f"yaml_{name}"] += 1
+    with bounded():
+        try:
+            load(path)
+            OUTCOMES["yaml loaded"] += 1
+        except (yamlfile.ConfigError, yamlfile.ConfigErrors) as exc:
+            _check_config_error(exc, path, data)
+            OUTCOMES["yaml refused"] += 1
+
+
+@pytest.fixture(scope="module")
+def yaml_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz-yaml")
+
+
+@pytest.fixture(scope="module")
+def known():
+    """Profiles, their metric catalogue and the shipped inventory, loaded once."""
+    from agent.inventory import load_inventory
+    from collectors.snmp.profile import load_profiles
+    from rules.load import known_from
+
+    profiles = load_profiles()
+    inventory = load_inventory([yamlfile.load(ROOT / "config/inventory.yaml")], None, None)
+    return profiles, known_from(profiles.catalogue, profiles), inventory
+
+
+ENV = {"VIGIL_V3_AUTH": "auth-secret-1", "VIGIL_V3_PRIV": "priv-secret-1",
+       "VIGIL_COMMUNITY": "public"}
+
+
+@contextlib.contextmanager
+def environment():
+    saved = {k: os.environ.get(k) for k in ENV}
+    os.environ.update(ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _settings(path: Path) -> None:
+    from agent.settings import Settings
+    from agent.validation import validate
+    validate(Settings, yamlfile.load(path))
+
+
+def _credentials(path: Path) -> None:
+    from agent.credentials import load_credentials
+    with environment():
+        load_credentials(path)
+
+
+def _escalation(path: Path) -> None:
+    from agent.escalation import load_policy
+    load_policy(path)
+
+
+@fuzz_settings(60)
+@given(data=yaml_documents("config/agent.yaml", "config/centre/*.yaml", "config/demo/*.yaml"))
+def test_agent_settings(yaml_dir, data):
+    _check_loader("agent", _settings, yaml_dir / "agent.yaml", data)
+
+
+@fuzz_settings(60)
+@given(data=yaml_documents("config/credentials.yaml"))
+@example(data=b"credentials:\n  room-v3: 2026-02-30\n")  # was a ValueError out of PyYAML
+@example(data=b"credentials: !!timestamp x\n")  # was an AttributeError
+@example(data=b"credentials: {a: !!bool q}\n")  # was a KeyError
+def test_credentials(yaml_dir, data):
+    _check_loader("credentials", _credentials, yaml_dir / "credentials.yaml", data)
+
+
+@fuzz_settings(40)
+@given(data=yaml_documents("config/escalation.yaml"))
+@example(data=b"'[': []\n")  # was an IndexError: the key looked like a pydantic marker
+def test_escalation_policy(yaml_dir, data):
+    _check_loader("escalation", _escalation, yaml_dir / "escalation.yaml", data)
+
+
+@fuzz_settings(60)
+@given(data=yaml_documents("config/inventory.yaml"))
+@example(data=b"sites:\n  - id: dh\n    since: 2026-02-30\n")  # was a ValueError
+@example(data=b"devices:\n  - {id: a, kind: [ups]}\n")  # was a TypeError (unhashable)
+def test_inventory(yaml_dir, known, data):
+    from agent.inventory import load_inventory
+    profiles = known[0]
+    kinds = {"room-v3": "snmp", "cameras-v2c": "snmp", "camera-login": "login"}
+    _check_loader("inventory", lambda p: load_inventory([yamlfile.load(p)], kinds,
+                                                        profiles.names()),
+                  yaml_dir / "inventory.yaml", data)
+
+
+@fuzz_settings(60)
+@given(data=yaml_documents("config/rules/*.yaml"))
+def test_rule_files(yaml_dir, known, data):
+    from rules.load import load_rules
+    _, catalogue, inventory = known
+    _check_loader("rules", lambda p: load_rules([p], catalogue, inventory),
+                  yaml_dir / "rules.yaml", data)
+
+
+@pytest.fixture(scope="module")
+def profile_dirs(tmp_path_factory):
+    """A small built-in directory (the profiles others include) and the fuzzed one."""
+    builtin = tmp_path_factory.mktemp("builtin-profiles")
+    for name in ("system", "if-mib", "entity-sensor", "host-resources", "ups-mib"):
+        (builtin / f"{name}.yaml").write_bytes(
+            (ROOT / "collectors/profiles" / f"{name}.yaml").read_bytes())
+    return builtin, tmp_path_factory.mktemp("fuzz-profiles")
+
+
+@fuzz_settings(60)
+@given(data=yaml_documents("collectors/profiles/*.yaml"), name=st.sampled_from(
+    [p.stem for p in _shipped("collectors/profiles/*.yaml")]))
+def test_profiles(profile_dirs, data, name):
+    from collectors.snmp import profile
+    builtin, extra = profile_dirs
+    for old in extra.glob("*.yaml"):
+        old.unlink()
+    saved, profile.BUILTIN_DIR = profile.BUILTIN_DIR, builtin
+    try:
+        _check_loader("profiles", lambda p: profile.load_profiles([extra]),
+                      extra / f"{name}.yaml", data)
+    finally:
+        profile.BUILTIN_DIR = saved
