@@ -18,6 +18,7 @@ inputs tried per test is printed at the end of the module.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import re
@@ -595,3 +596,168 @@ def test_profiles(profile_dirs, data, name):
                       extra / f"{name}.yaml", data)
     finally:
         profile.BUILTIN_DIR = saved
+
+
+# --- RTSP -----------------------------------------------------------------------------------
+
+SPS_1080P = "Z2QAKKwbGoB4AiflQAAAAwBAAAAPI8YMqQ=="  # H.264 High, 1920x1080 (cropped)
+SDP_SEEDS = [
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=Media\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n"
+    "a=rtpmap:96 H264/90000\r\n"
+    f"a=fmtp:96 packetization-mode=1;sprop-parameter-sets={SPS_1080P},aO48sA==\r\n"
+    "a=control:trackID=1\r\n",
+    "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n"
+    "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=framesize:96 704-576\r\n",
+    "v=0\r\ns=x\r\nm=video 0 RTP/AVP 97\r\na=rtpmap:97 H265/90000\r\n"
+    "a=fmtp:97 sprop-vps=QAEMAf//AWAAAAMAAAMAAAMAAAMAlqwJ;sprop-sps=QgEBAWAAAAMAAAMAAAMAAAMAlqAB"
+    "4CACHH+KrTuiS7/+AAQAA2oCAgIIAAADAAgAAAMBlQg=\r\na=x-dimensions:1280,720\r\n",
+    "v=0\r\ns=x\r\nm=video 0 RTP/AVP 26\r\na=cliprect:0,0,576,704\r\n",
+]
+RTSP_SEEDS = [
+    b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nPublic: OPTIONS, DESCRIBE, SETUP, PLAY\r\n\r\n",
+    b'RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Digest realm="IP Camera", '
+    b'nonce="6c3b1f0a9d2e", qop="auth", algorithm=MD5, opaque="x"\r\n'
+    b'WWW-Authenticate: Basic realm="IP Camera"\r\n\r\n',
+    b'RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\nWWW-Authenticate: Digest realm="r", '
+    b'nonce="n", algorithm=SHA-256-sess\r\nConnection: close\r\n\r\n',
+    b"RTSP/1.0 404 Not Found\r\nCSeq: 1\r\n\r\n",
+    *[f"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nServer: cam\r\n"
+      f"Content-Length: {len(s.encode())}\r\n\r\n{s}".encode() for s in SDP_SEEDS],
+]
+RTSP_SEEDS += [s.replace(b"CSeq: 1\r\n", b"") for s in RTSP_SEEDS]  # a CSeq-less camera
+
+
+@st.composite
+def rtsp_mutation(draw, data: bytes) -> bytes:
+    """Header-aware edits of an RTSP answer (drop/duplicate/garble a line, wrong lengths,
+    another CSeq, huge headers), or byte edits."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    kind = draw(st.sampled_from(["drop", "duplicate", "garble", "length", "cseq", "huge",
+                                 "status", "bytes"]))
+    i = draw(st.integers(0, len(lines) - 1))
+    if kind == "drop":
+        del lines[i]
+    elif kind == "duplicate":
+        lines.insert(i, lines[i])
+    elif kind == "garble":
+        lines[i] = draw(st.binary(max_size=80))
+    elif kind == "length":
+        lines.append(b"Content-Length: " + draw(st.sampled_from(
+            [b"-1", b"999999999", b"x", b"", b"0", b"10", b"\xd9\xa3", b"\xb2", b"262145"])))
+    elif kind == "cseq":
+        lines.append(b"CSeq: " + draw(st.sampled_from([b"0", b"2", b"", b"x", b"1 1"])))
+    elif kind == "huge":
+        lines.append(b"X-Pad: " + b"a" * draw(st.integers(1000, 70000)))
+    elif kind == "status":
+        lines[0] = draw(st.sampled_from([b"RTSP/1.0 401", b"RTSP/1.0 999 X", b"HTTP/1.1 200 OK",
+                                         b"RTSP/2.0 302 Moved", b"RTSP/1.0 200"]))
+    else:
+        return draw(byte_mutation(data))
+    return b"\r\n".join(lines) + sep + body
+
+
+class _Writer:
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+class ScriptedClient:
+    """An RtspClient whose connection answers with given bytes (a second connection, after a
+    hang-up, answers with the rest of them)."""
+
+    @staticmethod
+    def make(answers: list[bytes]):
+        from collectors.rtsp.client import MAX_HEADER, RtspClient
+
+        class Client(RtspClient):
+            async def connect(self) -> None:
+                self.reader = asyncio.StreamReader(limit=MAX_HEADER)
+                if answers:
+                    self.reader.feed_data(answers.pop(0))
+                self.reader.feed_eof()
+                self.writer = _Writer()
+
+        return Client("rtsp://127.0.0.1:9/stream", "admin", "secret", timeout=2.0)
+
+
+async def _rtsp_describe(answers: list[bytes]):
+    """OPTIONS then DESCRIBE, then the SDP, as the RTSP collector does."""
+    from collectors.rtsp import sdp
+    from collectors.rtsp.client import RtspError
+
+    client = ScriptedClient.make(answers)
+    async with client:
+        try:
+            await client.request("OPTIONS")
+        except RtspError as exc:
+            if exc.reason != "fault":
+                raise
+        client.cseq = 0  # the scripted answers all carry CSeq 1
+        response = await client.request("DESCRIBE", {"Accept": "application/sdp"})
+    try:
+        return sdp.parse(response.body.decode("utf-8", "replace"))
+    except sdp.SdpError as exc:
+        raise RtspError("protocol", f"DESCRIBE answer is not an SDP: {exc}") from None
+
+
+rtsp_answers = st.lists(st.sampled_from(RTSP_SEEDS).flatmap(
+    lambda seed: st.one_of(st.just(seed), rtsp_mutation(seed))), min_size=1, max_size=4)
+
+
+@fuzz_settings(200)
+@given(answers=rtsp_answers, split=st.integers(0, 3))
+@example(answers=[RTSP_SEEDS[0], RTSP_SEEDS[-4]], split=2)
+def test_rtsp_answers(answers, split):
+    from collectors.rtsp.client import RtspError
+
+    script = [b"".join(answers[:split or 1]), b"".join(answers[split or 1:])]
+    TRIED["rtsp_answers"] += 1
+    with bounded():
+        try:
+            asyncio.run(_rtsp_describe(script))
+            OUTCOMES["rtsp described"] += 1
+        except RtspError as exc:
+            assert exc.reason in ("protocol", "auth", "fault"), exc
+            assert exc.detail
+            OUTCOMES[f"rtsp {exc.reason}"] += 1
+
+
+sdp_texts = st.one_of(
+    st.sampled_from(SDP_SEEDS).flatmap(
+        lambda s: text_mutation(s).map(lambda b: b.decode("utf-8", "replace"))),
+    st.builds(lambda payload, key, sps: "v=0\r\nm=video 0 RTP/AVP 96\r\n"
+              f"a=rtpmap:96 {payload}/90000\r\na=fmtp:96 {key}={sps}\r\n",
+              st.sampled_from(["H264", "H265", "HEVC"]),
+              st.sampled_from(["sprop-parameter-sets", "sprop-sps"]),
+              st.one_of(st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode()),
+                        st.binary(max_size=40).map(
+                            lambda b: base64.b64encode(base64.b64decode(SPS_1080P)[:4] + b)
+                            .decode()),
+                        st.text(max_size=20))),
+    st.text(max_size=300).map(lambda t: "v=0\n" + t))
+
+
+@fuzz_settings(300)
+@given(text=sdp_texts)
+def test_sdp(text):
+    from collectors.rtsp import sdp
+
+    TRIED["rtsp_sdp"] += 1
+    with bounded():
+        try:
+            video = sdp.parse(text)
+            OUTCOMES["sdp video" if video else "sdp no video"] += 1
+            if video is not None:
+                assert video.width >= 0 and video.height >= 0
+        except sdp.SdpError:
+            OUTCOMES["sdp refused"] += 1
