@@ -362,10 +362,7 @@ def _check(policy: Policy, doc: yamlfile.Document) -> list[ConfigError]:
 def load_policy(path: str | Path, text: str | None = None) -> Policy:
     """Read and validate an escalation policy; raise ConfigErrors (file, line, key) or a
     ConfigError for a file that is not YAML at all."""
-    try:
-        doc = yamlfile.load(path, text)
-    except ValueError as exc:  # e.g. a date that does not exist (2026-02-30): PyYAML's own
-        raise ConfigError(path, None, "", f"YAML error: {exc}") from None
+    doc = yamlfile.load(path, text)  # a date that does not exist is a ConfigError there
     policy = validate(Policy, doc)
     errors = _check(policy, doc)
     if errors:

@@ -206,8 +206,9 @@ class InventoryFile(Strict):
 def _with_kind_defaults(raw: dict[str, Any], defaults: DeviceDefaults) -> dict[str, Any]:
     """The device's raw keys over its kind's defaults; blocks (onvif, rtsp, ...) merge key by
     key, so `onvif: {port: 8080}` on a device keeps the kind's ONVIF credentials."""
-    kind = defaults.kinds.get(raw.get("kind"))  # type: ignore[arg-type]
-    if kind is None or not isinstance(raw, dict):
+    name = raw.get("kind")
+    kind = defaults.kinds.get(name) if isinstance(name, str) else None  # a list: not a kind
+    if kind is None:
         return raw
     merged: dict[str, Any] = kind.model_dump(exclude_none=True, exclude_unset=True)
     for key, value in raw.items():

@@ -139,7 +139,10 @@ def validate(model: type[M], doc: Document, data: Any = None, prefix: Path_ = ()
     except ValidationError as exc:
         errors: list[ConfigError] = []
         for err in exc.errors():
-            loc = _clean_loc(tuple(err["loc"]))
+            raw = tuple(err["loc"])
+            # an unknown key is the last part, whatever it looks like (`[` included)
+            loc = _clean_loc(raw[:-1]) + raw[-1:] if err["type"] == "extra_forbidden" \
+                else _clean_loc(raw)
             errors.append(doc.error(prefix + loc, _message(model, {**err, "loc": loc})))
         raise ConfigErrors(errors) from None
 

@@ -97,7 +97,7 @@ class _Builder:
                         for k, v in data.items():
                             merged.setdefault(k, v)
                     continue
-                key = self._constructor.construct_object(key_node, deep=True)
+                key = self._scalar(key_node, path)
                 if isinstance(key, (list, dict)):
                     raise ConfigError(self.file, key_node.start_mark.line + 1, key_path(path),
                                       "a mapping key must be a plain value")
@@ -112,7 +112,19 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: Path_) -> Any:
+        """PyYAML's constructors for tagged scalars do not check their text and fail with
+        whatever Python raises (a date 2026-02-30: ValueError; `!!bool q`: KeyError;
+        `!!timestamp x`: AttributeError): each is the file's mistake, not ours."""
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError, KeyError, AttributeError, TypeError) as exc:
+            kind = str(node.tag).rpartition(":")[2]
+            raise ConfigError(self.file, node.start_mark.line + 1, key_path(path),
+                              f"YAML error: {str(node.value)[:80]!r} is not a valid {kind} "
+                              f"({type(exc).__name__}: {exc})") from None
 
 
 def load(file: str | Path, text: str | None = None) -> Document:
