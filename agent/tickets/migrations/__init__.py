@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -56,8 +57,21 @@ def current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+_UPGRADING = threading.Lock()
+"""Alembic's `context` and `op` are module-wide proxies: two upgrades on two threads of one
+process (the stores of one agent opening at once, or two agents in one test process) would
+share them and drive one thread's connection from the other (a segfault was seen in SQLite).
+Other processes are kept apart by the database's own lock below."""
+
+
 def upgrade_to_head(url: str | URL) -> str:
-    """Bring the schema to the latest revision; returns it. Safe to run concurrently."""
+    """Bring the schema to the latest revision; returns it. Safe to run concurrently: one
+    upgrade at a time in this process, and under the database's lock across processes."""
+    with _UPGRADING:
+        return _upgrade(url)
+
+
+def _upgrade(url: str | URL) -> str:
     target = sync_url(url)
     sqlite = target.get_backend_name() == "sqlite"
     engine = create_engine(target)
