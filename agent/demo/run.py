@@ -492,6 +492,13 @@ def _prometheus_config(listen: str) -> str:
         f"      - targets: ['{listen}']\n")
 
 
+def _save_state(workdir: Path, state: dict) -> None:
+    """demo.json, written whole or not at all: tests and scripts poll for it and read it."""
+    tmp = workdir / ".demo.json.tmp"
+    tmp.write_text(json.dumps(state, ensure_ascii=False, indent=2), encoding="utf-8")
+    tmp.replace(workdir / "demo.json")
+
+
 def _write_state(demo: Demo, generated: Generated, agent_url: str, prom_url: str | None,
                  t0: float) -> None:
     plan = generated.plan
@@ -502,8 +509,7 @@ def _write_state(demo: Demo, generated: Generated, agent_url: str, prom_url: str
         "timeline": [{"at": plan.at(e.at), "offset": e.at * plan.scale, "text": e.text}
                      for e in plan.events],
     }
-    (demo.workdir / "demo.json").write_text(json.dumps(state, ensure_ascii=False, indent=2),
-                                            encoding="utf-8")
+    _save_state(demo.workdir, state)
 
 
 def _print_summary(demo: Demo, generated: Generated, agent_url: str, prom_url: str | None,
@@ -801,8 +807,7 @@ def _write_centre_state(demo: Demo, generated: Generated, centre: Centre, t0: fl
         "timeline": [{"at": plan.at(e.at), "offset": e.at * plan.scale, "text": e.text}
                      for e in plan.events],
     }
-    (demo.workdir / "demo.json").write_text(json.dumps(state, ensure_ascii=False, indent=2),
-                                            encoding="utf-8")
+    _save_state(demo.workdir, state)
 
 
 def _print_centre_summary(demo: Demo, generated: Generated, centre: Centre,
