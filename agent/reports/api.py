@@ -101,10 +101,7 @@ def add_report_routes(app: web.Application, get_store: Callable[[], TicketStore 
             return _error(404, str(exc))
         except (OperationalError, DBAPIError) as exc:
             return _error(503, f"the ticket store failed: {type(exc.orig).__name__}")
-        return web.Response(body=out.body, headers={
-            "Content-Type": out.content_type,
-            "Content-Disposition": out.content_disposition(),
-            "Cache-Control": "no-store"})
+        return _response(out)
 
     @auth.require(ANY_ROLE)
     async def monthly_report(request: web.Request) -> web.StreamResponse:
@@ -133,13 +130,18 @@ def add_report_routes(app: web.Application, get_store: Callable[[], TicketStore 
             return _error(400, str(exc))
         except (OperationalError, DBAPIError) as exc:
             return _error(503, f"the ticket store failed: {type(exc.orig).__name__}")
-        return web.Response(body=out.body, headers={
-            "Content-Type": out.content_type,
-            "Content-Disposition": out.content_disposition(),
-            "Cache-Control": "no-store"})
+        return _response(out)
 
     app.router.add_get("/api/v1/reports/tickets/{id}", ticket_report)
     app.router.add_get("/api/v1/reports/monthly", monthly_report)
+
+
+def _response(out: Any) -> web.Response:
+    """A rendered report with its type and (Chinese) file name; never cached by a proxy."""
+    return web.Response(body=out.body, headers={
+        "Content-Type": out.content_type,
+        "Content-Disposition": out.content_disposition(),
+        "Cache-Control": "no-store"})
 
 
 @cache
