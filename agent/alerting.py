@@ -66,6 +66,7 @@ class RulesRunner:
                           "Unix time of the latest rule evaluation.", registry=registry)
         self._task: asyncio.Task | None = None
         self._saving: asyncio.Task | None = None
+        self._unsaved = False  # the last save failed (said once until one works)
         self._last_resend = 0.0
         # Called after every cycle with (faults changed in it, active faults): the ticket stage.
         self.after_cycle: list[Callable[[list[Fault], list[Fault]], Awaitable[None]]] = []
@@ -122,6 +123,11 @@ class RulesRunner:
             except Exception:  # one stage's bug must not stop the rules
                 log.exception("after-cycle callback failed")
 
+    def clock_jumped(self, jump: float) -> None:
+        """The wall clock stepped (agent/clock.py): the engine keeps its durations."""
+        self.engine.clock_jumped(jump)
+        self._last_resend += jump
+
     def save(self) -> None:
         """Write faults.json on a worker thread; a save still running is not started twice
         (the next cycle saves again: the engine stays dirty)."""
@@ -135,8 +141,14 @@ class RulesRunner:
                 await asyncio.to_thread(save_json, self.path, snapshot)
             except OSError as exc:
                 self.engine.dirty = True
-                log.error("cannot save faults to %s: %s (kept in memory, retried)",
-                          self.path, exc)
+                if not self._unsaved:     # said once until a save works again
+                    log.error("cannot save faults to %s: %s (kept in memory, retried every "
+                              "cycle)", self.path, exc)
+                self._unsaved = True
+            else:
+                if self._unsaved:
+                    log.info("faults saved to %s again", self.path)
+                self._unsaved = False
 
         self._saving = asyncio.get_running_loop().create_task(write())
 

@@ -297,11 +297,17 @@ def docs(what: str) -> None:
               help="A monitoring centre: three branch agents (127.0.0.2-4, the --listen port), "
                    "one PostgreSQL ticket store, the centre's Prometheus and Alertmanager "
                    "(config/centre). See docs/demo.md.")
+@click.option("--extra-inventory", "extra_inventory", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An inventory file of devices that answer elsewhere (not simulated by the "
+                   "demo), added to the agent's inventory; repeatable. bench/soak.py adds "
+                   "its 5,000 snmpd devices this way.")
 @click.option("--alertmanager-port", type=click.IntRange(1, 65535), default=9093,
               show_default=True, help="With --centre: Alertmanager listens on 127.0.0.1:PORT.")
 def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus: bool,
          trap_port: int | None, timeline_scale: float, duration: float | None,
-         config_dir: Path | None, centre: bool, alertmanager_port: int) -> None:
+         config_dir: Path | None, centre: bool, extra_inventory: tuple[Path, ...],
+         alertmanager_port: int) -> None:
     """Run the demo district: ~220 simulated devices, the agent, and Prometheus.
 
     Generates the district of config/demo (8 community sites and the branch machine room:
@@ -322,6 +328,7 @@ def demo(workdir: Path, listen: str | None, prometheus_port: int, no_prometheus:
         workdir=workdir, config_dir=config_dir or DEFAULT_CONFIG_DIR, listen=listen,
         prometheus=not no_prometheus, prometheus_port=prometheus_port, trap_port=trap_port,
         duration=duration, scale=timeline_scale, centre=centre,
+        extra_inventory=[p.resolve() for p in extra_inventory],
         alertmanager_port=alertmanager_port)))
 
 

@@ -29,6 +29,7 @@ from prometheus_client import (
 
 from agent import systemd
 from agent.alerting import RulesRunner
+from agent.clock import ClockWatch
 from agent.config import Config, load_config
 from agent.events import Events, trap_counters
 from agent.evidence import EvidenceStore
@@ -111,6 +112,10 @@ class Agent:
         if self.history is not None:
             self.state.observers.append(self.history.observe)
         self.runner: web.AppRunner | None = None
+        self.clock_watch = ClockWatch(
+            [self.scheduler.clock_jumped, self.rules.clock_jumped,
+             *([self.tickets.clock_jumped] if self.tickets is not None else [])],
+            self.metrics.clock_jumps)
         self.ready = False
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
@@ -193,6 +198,9 @@ class Agent:
         await site.start()
         await self._adopt(self.config, SnmpCollector(self.engine, self.config.profiles))
         self.scheduler.start()
+        watch = asyncio.get_running_loop().create_task(self.clock_watch.run())
+        self._background.add(watch)
+        watch.add_done_callback(self._background.discard)
         self.grounding.start()
         if self.tickets is not None:
             self.tickets.start()  # opens (migrates) the store at once, in the background

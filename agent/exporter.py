@@ -289,6 +289,12 @@ class AgentMetrics:
         self.skipped = Counter("vigil_polls_skipped", "Polls not started because the device's "
                                                       "previous poll was still running.",
                                registry=registry)
+        self.missed = Counter("vigil_polls_missed", "Polls not run at all: the agent was busy "
+                                                    "past their time and misfire grace.",
+                              registry=registry)
+        self.clock_jumps = Counter("vigil_clock_jumps", "Wall-clock jumps of 5 s or more seen "
+                                                        "against the monotonic clock.",
+                                   registry=registry)
         self.lag = Histogram("vigil_poll_lag_seconds", "Delay from a poll's scheduled time to "
                                                        "its start (queueing for a poll slot).",
                              buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),

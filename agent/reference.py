@@ -161,6 +161,10 @@ def metrics_reference() -> str:
              "| `vigil_poll_failures_total` | counter | failed polls by kind and reason |",
              "| `vigil_polls_skipped_total` | counter | polls skipped: the previous one still "
              "ran |",
+             "| `vigil_polls_missed_total` | counter | polls not run: the agent was busy past "
+             "their time (misfire grace) |",
+             "| `vigil_clock_jumps_total` | counter | wall-clock jumps of 5 s or more "
+             "(agent/clock.py) |",
              "| `vigil_poll_lag_seconds` | histogram | scheduled time → start of a poll |",
              "| `vigil_polls_in_flight` | gauge | polls running now |",
              "| `vigil_snmp_requests_total`, `vigil_snmp_varbinds_total` | counter | SNMP "

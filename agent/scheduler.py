@@ -3,7 +3,9 @@
 - interval per plan (agent/plans.py: per device or kind for SNMP, per protocol otherwise);
 - first polls spread over one interval by a hash of the plan's key, so a thousand devices
   are not polled in the same millisecond, and the spread is the same after every restart;
-- at most one poll of a plan at a time (`max_instances=1`; a skipped run is counted);
+- at most one poll of a plan at a time (`max_instances=1`; a skipped run is counted, and so
+  is a run missed because the agent was busy past its grace time; both are logged as one
+  summary line a minute, not a line each: an overloaded agent skips thousands);
 - at most `max_concurrent_polls` polls in flight per collector (so stream probes queued for
   a decode slot never starve SNMP polls of theirs); each poll has a deadline shorter than
   its interval, so a dead or slow device holds a slot only for its own timeout;
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -32,6 +34,7 @@ from collectors.reading import PollResult
 
 log = logging.getLogger("vigil.scheduler")
 JOB_RETRY = 5.0  # seconds between looks at a plan that has nothing to poll yet
+SUMMARY_EVERY = 60.0  # seconds between the log lines that sum up skipped and missed polls
 
 
 class _CancelledAtStop(logging.Filter):
@@ -41,6 +44,15 @@ class _CancelledAtStop(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         return not isinstance(exc, asyncio.CancelledError)
+
+
+class _CountedNotLogged(logging.Filter):
+    """APScheduler warns once per skipped run ("maximum number of running instances reached")
+    and per missed run ("was missed by"); the scheduler counts them and logs a summary."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return "maximum number of running instances" not in text and "was missed by" not in text
 
 
 class Collector(Protocol):
@@ -59,14 +71,30 @@ class PollScheduler:
         self.limit = 64
         self.semaphores: dict[str, asyncio.Semaphore] = {}  # per collector
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        self.scheduler.add_listener(self._not_run, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        self.not_run = {"skipped": 0, "missed": 0}   # since the last summary line
+        self.summarised = 0.0
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         executor_log = logging.getLogger("apscheduler.executors.default")
-        if not any(isinstance(f, _CancelledAtStop) for f in executor_log.filters):
-            executor_log.addFilter(_CancelledAtStop())
+        for logger, kind in ((executor_log, _CancelledAtStop),
+                             (executor_log, _CountedNotLogged),
+                             (logging.getLogger("apscheduler.scheduler"), _CountedNotLogged)):
+            if not any(isinstance(f, kind) for f in logger.filters):
+                logger.addFilter(kind())
 
-    def _skipped(self, event: JobExecutionEvent) -> None:
-        self.metrics.skipped.inc()
+    def _not_run(self, event: JobExecutionEvent) -> None:
+        skipped = event.code == EVENT_JOB_MAX_INSTANCES
+        (self.metrics.skipped if skipped else self.metrics.missed).inc()
+        self.not_run["skipped" if skipped else "missed"] += 1
+        now = time.monotonic()
+        if now - self.summarised >= SUMMARY_EVERY:
+            log.warning("%d poll(s) skipped (the device's previous poll still ran) and %d "
+                        "missed (the agent was busy past their time) since the last such line: "
+                        "the agent is overloaded or devices are slow (vigil_polls_skipped_total, "
+                        "vigil_polls_missed_total)", self.not_run["skipped"],
+                        self.not_run["missed"])
+            self.not_run = {"skipped": 0, "missed": 0}
+            self.summarised = now
 
     def apply(self, config: Config, collectors: dict[str, Collector]) -> list[Plan]:
         """Adopt a (re)loaded config: add, re-plan or remove jobs as plans changed.
@@ -96,14 +124,24 @@ class PollScheduler:
             offset = 0.0
             if config.settings.schedule.spread_start:
                 offset = (zlib.crc32(key.encode()) / 2**32) * plan.interval
-            self.plans[key] = plan
-            self.starts[key] = now + offset
-            self.scheduler.add_job(
-                self._run, IntervalTrigger(seconds=plan.interval, start_date=datetime.fromtimestamp(
-                    now + offset, UTC)),
-                id=key, args=[key], replace_existing=True, max_instances=1,
-                coalesce=True, misfire_grace_time=max(1, int(plan.interval)))
+            self.schedule(plan, now + offset)
         return changed
+
+    def schedule(self, plan: Plan, start: float) -> None:
+        """Poll `plan` every interval from `start` (a unix time), replacing its job if any."""
+        self.plans[plan.key] = plan
+        self.starts[plan.key] = start
+        self.scheduler.add_job(
+            self._run, IntervalTrigger(seconds=plan.interval,
+                                       start_date=datetime.fromtimestamp(start, UTC)),
+            id=plan.key, args=[plan.key], replace_existing=True, max_instances=1,
+            coalesce=True, misfire_grace_time=max(1, int(plan.interval)))
+
+    def clock_jumped(self, jump: float) -> None:
+        """The wall clock stepped by `jump` s (agent/clock.py): every job moves with it, keeping
+        its place in its interval (APScheduler alone would sleep through a step back)."""
+        for key, plan in list(self.plans.items()):
+            self.schedule(plan, self.starts[key] + jump)
 
     def start(self) -> None:
         self.scheduler.start()

@@ -119,7 +119,7 @@ class TicketRunner:
         self._last_check: float | None = None
         self._last_attempt: float | None = None
         self._failing = False
-        self._outage = False  # a store operation failed for want of the database
+        self._down: set[str] = set()  # operations that failed for want of the database
 
     # -- configuration --------------------------------------------------------------------
 
@@ -165,24 +165,38 @@ class TicketRunner:
                         "escalate, nobody is notified")
         return True
 
-    def _failed(self, what: str, exc: BaseException) -> None:
-        """A store operation failed. The database out of reach (a link or server down) is
-        said once per outage, without a traceback, and the store reported down; anything else
-        is a bug and logged in full."""
+    def clock_jumped(self, jump: float) -> None:
+        """The wall clock stepped (agent/clock.py): the escalation check keeps its interval
+        (a step back would otherwise stop it for the step's length). Time limits stay on the
+        wall clock: they are the contract's."""
+        if self._last_check is not None:
+            self._last_check += jump
+        if self._last_attempt is not None:
+            self._last_attempt += jump
+        self.notifier.clock_jumped(jump)
+
+    def _failed(self, what: str, exc: BaseException, operation: str = "tick") -> None:
+        """A store operation failed. The database out of reach (a link or server down, its
+        disk full) is said once per outage, without a traceback, and the store reported down;
+        anything else is a bug and logged in full."""
         if not isinstance(exc, UNREACHABLE):
             log.error("%s", what, exc_info=exc)
             return
-        if not self._outage:
+        if not self._down:
             log.error("ticket store unreachable (%s): %s; faults are still graded, tickets "
                       "wait and are retried", unreachable_reason(exc), what)
-            self._outage = True
+        self._down.add(operation)
         if self.metrics is not None:
             self.metrics.store_up = 0
 
-    def _reached(self) -> None:
-        if self._outage:
+    def _reached(self, operation: str = "tick") -> None:
+        """`operation` worked again; the outage is over when every operation that failed has
+        (reads working while writes fail, as on a full disk, is still an outage)."""
+        if operation not in self._down:
+            return
+        self._down.discard(operation)
+        if not self._down:
             log.info("ticket store reachable again: what waited is being written")
-            self._outage = False
             if self.metrics is not None:
                 self.metrics.store_up = 1
 
@@ -215,9 +229,9 @@ class TicketRunner:
             opened = await self.store.open_for_faults(wanted)
         except Exception as exc:  # noqa: BLE001  # tried again next cycle
             self._failed(f"cannot open tickets for {len(wanted)} faults (tried again next "
-                         f"cycle)", exc)
+                         f"cycle)", exc, "open")
             return
-        self._reached()
+        self._reached("open")
         new = 0
         for fault, result in zip(wanted, opened, strict=True):
             self.ticketed.add(fault.key)
@@ -240,9 +254,10 @@ class TicketRunner:
         try:
             results = await self.store.faults_resolved(pending)
         except Exception as exc:  # noqa: BLE001  # kept, recorded when the store is back
-            log.warning("cannot record %d fault resolutions yet (%s); kept until the ticket "
-                        "store can be written", len(pending), unreachable_reason(exc))
+            self._failed(f"cannot record {len(pending)} fault resolutions yet (kept until the "
+                         f"ticket store can be written)", exc, "resolve")
             return
+        self._reached("resolve")
         for key, result in zip(pending, results, strict=True):
             self._resolved.pop(key, None)
             if result is not None:
@@ -289,7 +304,6 @@ class TicketRunner:
                 offset += PAGE
             if self.metrics is not None:
                 self.metrics.counts = await self.store.open_counts(self.store.agent_id)
-                self.metrics.store_up = 1
         except Exception:
             if self.metrics is not None:
                 self.metrics.store_up = 0
@@ -410,8 +424,9 @@ class TicketRunner:
                 for out in sent.values()])
         except Exception as exc:  # noqa: BLE001  # sent again after the next check
             self._failed(f"cannot record {len(sent)} notifications as sent (sent again: at "
-                         f"least once)", exc)
+                         f"least once)", exc, "notified")
             return
+        self._reached("notified")
         for key in sent:
             del self._outgoing[key]
 

@@ -36,6 +36,7 @@ class Fleet:
     port: int
     endpoints_per_process: int = 850
     procs: list[subprocess.Popen] = field(default_factory=list)
+    commands: list[tuple[list[str], dict[str, str]]] = field(default_factory=list)
 
     @property
     def processes(self) -> int:
@@ -70,14 +71,25 @@ class Fleet:
                     "-p", str(home / "snmpd.pid"),
                     # on the command line: `agentaddress` in a file is cut at 2,560 characters
                     *addresses]
-            proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)
-            self.procs.append(proc)
+            self.commands.append((args, env))
+            self.procs.append(self._spawn(k))
         pids = ", ".join(str(p.pid) for p in self.procs)
         log(f"  started {count} snmpd process(es) (pids {pids})"
             f" serving {self.devices} endpoints {ADDRESS_PREFIX}.X.Y:{self.port}")
         self.wait_ready()
+
+    def _spawn(self, k: int) -> subprocess.Popen:
+        args, env = self.commands[k]
+        return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+    def restart(self, k: int) -> None:
+        """Start process `k` again after it was stopped (a reboot: its sysUpTime and
+        interface counters start from zero)."""
+        if self.procs[k].poll() is None:
+            raise RuntimeError(f"snmpd #{k} is still running")
+        self.procs[k] = self._spawn(k)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Every process answers on its first endpoint (snmpget, short timeout)."""

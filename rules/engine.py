@@ -272,6 +272,23 @@ class Engine:
             out.extend(entries)
         return out, no_data
 
+    def clock_jumped(self, jump: float) -> None:
+        """The wall clock stepped by `jump` s: what is being timed (`for:`, `keep_firing_for`,
+        no data, the previous sample of a rate) moves with it, so durations count elapsed
+        time; firing times already recorded stay as they were."""
+        for fault in self.active.values():
+            if fault.state == "pending":
+                fault.pending_since += jump
+            if fault.no_data_since is not None:
+                fault.no_data_since += jump
+        for inst in self.instances.values():
+            if inst.below_since is not None:
+                inst.below_since += jump
+        self.counters = {key: (pv, pts + jump if pts else pts, v, ts + jump)
+                         for key, (pv, pts, v, ts) in self.counters.items()}
+        self._clock += jump
+        self.views.clear()      # their freshness limits were in the old time
+
     # -- device views --------------------------------------------------------------------
 
     def _view(self, entry: DeviceState, now: float,

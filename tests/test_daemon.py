@@ -52,13 +52,15 @@ def write_config(work: Path, sim_port: int, recordings: list[str], interval: str
 
 
 class Daemon:
-    def __init__(self, config: Path, env: dict[str, str] | None = None):
+    def __init__(self, config: Path, env: dict[str, str] | None = None,
+                 wrap: list[str] | None = None):
+        """`wrap`: a command the agent is run under (it must exec it, keeping the PID)."""
         self.config = config
         text = config.read_text()
         self.url = "http://" + re.search(r"listen: (\S+)", text).group(1)
         self.log = config.parent / "vigil.log"
         self.out = open(self.log, "w")  # noqa: SIM115 - open for the daemon's whole life
-        self.proc = subprocess.Popen([*VIGIL, "run", "-c", str(config)],
+        self.proc = subprocess.Popen([*(wrap or []), *VIGIL, "run", "-c", str(config)],
                                      stdout=self.out, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})},
                                      cwd=Path(__file__).resolve().parent.parent)

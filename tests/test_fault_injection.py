@@ -7,6 +7,8 @@ real peers. Marked `faults`: `pytest -m faults` runs them alone.
 - The PostgreSQL ticket store stopped and started again under a running agent while a fault
   fires: polling and grading go on, the store is reported down, the ticket opens once when
   the database is back.
+- The disk under the SQLite store (and the rest of state_dir) full: the same, and the
+  ticket already stored is still there when space is freed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import json
 import shutil
 import socket
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -124,16 +127,82 @@ def test_the_ticket_store_stopped_and_restarted_under_the_agent(tmp_path: Path) 
         server.remove()
 
 
-def _agent(work: Path, sim_port: int, db_url: str) -> Path:
+def test_the_disk_under_the_sqlite_store_fills_up_and_is_freed(tmp_path: Path) -> None:
+    """state_dir (the SQLite ticket store, faults.json) on a 4 MiB tmpfs in the agent's own
+    mount namespace. ups-1 goes on battery: ticket stored. The disk is filled to the last
+    byte; ups-2 goes on battery: the agent keeps polling and grading and says the store is
+    down. Space freed: ups-2's ticket opens once, ups-1's is still there."""
+    from tests.test_daemon import Daemon
+    from tests.test_rules_daemon import _ups_on_battery_at
+
+    for tool in ("unshare", "nsenter", "mount"):
+        if shutil.which(tool) is None:
+            peers.missing(f"{tool} (util-linux) is not installed")
+    probe = subprocess.run(["unshare", "--mount", "--", "mount", "-t", "tmpfs", "-o", "size=1m",
+                            "vigil-probe", str(tmp_path)], capture_output=True, text=True)
+    if probe.returncode != 0:
+        peers.missing(f"a tmpfs cannot be mounted in a mount namespace here "
+                      f"({probe.stderr.strip()}); the test needs root or CAP_SYS_ADMIN")
+    state = tmp_path / "state"
+    state.mkdir()
+    wrap = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mount -t tmpfs -o size=4m vigil-disk-full "$0" && exec "$@"', str(state)]
+    data = tmp_path / "sim"
+    data.mkdir()
+    recording = peers.recordings() / "deltaups.snmprec"
+    (data / "ups-1.snmprec").write_text(_ups_on_battery_at(recording, time.time() + 8),
+                                        encoding="latin-1")
+    ups_2_fails = time.time() + 32                       # after the disk is full
+    (data / "ups-2.snmprec").write_text(_ups_on_battery_at(recording, ups_2_fails),
+                                        encoding="latin-1")
+    with peers.snmpsim(data, tmp_path) as sim_port:
+        config = _agent(tmp_path, sim_port, "sqlite+aiosqlite:///tickets.db", ("ups-1", "ups-2"))
+        daemon = Daemon(config, wrap=wrap)
+
+        def in_agent_namespace(script: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["nsenter", "--target", str(daemon.proc.pid), "--mount", "--",
+                                   "sh", "-c", script], capture_output=True, text=True)
+
+        try:
+            peers.wait_http(daemon.url + "/-/ready", timeout=60)
+            daemon.wait_for(lambda: [t["fault_key"] for t in _tickets(daemon, config)] ==
+                            ["UpsOnBattery:ups-1"], 60, "ups-1's ticket")
+            filled = in_agent_namespace(f"cat /dev/zero > {state}/filler; df -k {state}")
+            assert "No space left" in filled.stderr, filled
+            assert " 100% " in filled.stdout, filled.stdout
+            assert time.time() < ups_2_fails - 5, "too slow: filled after ups-2 failed"
+            daemon.wait_for(lambda: _firing(daemon, "UpsOnBattery:ups-2"), 60,
+                            "UpsOnBattery:ups-2 firing on a full disk")
+            daemon.wait_for(lambda: daemon.sample("vigil_ticket_store_up") == 0, 30,
+                            "the store reported down")
+            polls = daemon.sample("vigil_polls_total")
+            daemon.wait_for(lambda: daemon.sample("vigil_polls_total") > polls, 20,
+                            "polls going on")
+            assert in_agent_namespace(f"rm {state}/filler").returncode == 0
+            daemon.wait_for(lambda: daemon.sample("vigil_ticket_store_up") == 1, 60,
+                            "the store back")
+            daemon.wait_for(lambda: len(_tickets(daemon, config)) == 2, 30,
+                            "ups-2's ticket after the disk was freed")
+            time.sleep(2)                                # a few more checks: still two
+            keys = sorted(t["fault_key"] for t in _tickets(daemon, config))
+            assert keys == ["UpsOnBattery:ups-1", "UpsOnBattery:ups-2"]
+            log = daemon.log.read_text()
+            assert "Traceback" not in log, log[-3000:]
+        finally:
+            daemon.stop()
+
+
+def _agent(work: Path, sim_port: int, db_url: str, devices: tuple[str, ...] = ("ups-1",)
+           ) -> Path:
     from agent.auth import add_user
 
-    (work / "credentials.yaml").write_text(
-        "credentials:\n  ups-1:\n    version: 2c\n    community: ups-1\n")
+    (work / "credentials.yaml").write_text("credentials:\n" + "".join(
+        f"  {d}:\n    version: 2c\n    community: {d}\n" for d in devices))
     (work / "credentials.yaml").chmod(0o600)
     (work / "inventory.yaml").write_text(
-        "sites:\n  - {id: room, name: 机房}\ndevices:\n"
-        f"  - {{id: ups-1, kind: ups, site: room, address: 127.0.0.1, port: {sim_port}, "
-        f"credentials: ups-1}}\n")
+        "sites:\n  - {id: room, name: 机房}\ndevices:\n" + "".join(
+            f"  - {{id: {d}, kind: ups, site: room, address: 127.0.0.1, port: {sim_port}, "
+            f"credentials: {d}}}\n" for d in devices))
     (work / "viewer.token").write_text(add_user(work / "tokens.yaml", "view", "viewer"))
     port = peers.free_port(socket.SOCK_STREAM)
     (work / "agent.yaml").write_text(

@@ -604,3 +604,21 @@ def test_ups_output_off_leads_the_switch_it_feeds_and_takes_the_level(tmp_path):
     assert root.suppressed is None and root.level == 1
     assert sorted(root.caused) == ["CameraDown:cam", "SwitchDown:sw"]
     assert site.engine.active["CameraDown:cam"].caused_by == "UpsOutputOff:ups-room"
+
+
+def test_a_clock_step_back_does_not_hold_a_pending_fault(tmp_path):
+    """The wall clock steps back an hour while a fault waits out its `for: 30s`
+    (agent/clock.py tells the engine): it fires after 30 s of elapsed time, not an hour and
+    30 s."""
+    site = Site(tmp_path, UPS_RULES, {"id": "ups-1", "kind": "ups", "site": "dh"})
+    site.poll(0, "ups-1", ups_on_battery=1)
+    site.run(0)
+    site.poll(10, "ups-1", ups_on_battery=1)
+    site.run(10)
+    site.engine.clock_jumped(-3600.0)
+    site.poll(20 - 3600, "ups-1", ups_on_battery=1)
+    site.run(20 - 3600)
+    assert site.faults() == {"ups-1": ("pending", 2, None)}
+    site.poll(30 - 3600, "ups-1", ups_on_battery=1)
+    site.run(30 - 3600)
+    assert site.faults() == {"ups-1": ("firing", 2, None)}

@@ -105,6 +105,8 @@ class DemoOptions:
     duration: float | None = None
     scale: float = 1.0
     centre: bool = False            # three branch agents and a monitoring centre
+    extra_inventory: list[Path] = field(default_factory=list)
+    """Inventory files of devices simulated elsewhere: polled by the agent, not generated."""
     alertmanager_port: int = 9093
 
 
@@ -269,8 +271,10 @@ def find_alertmanager() -> str | None:
             next((p for p in ALERTMANAGER_PATHS if os.access(p, os.X_OK)), None))
 
 
-def _agent_yaml(options: DemoOptions, workdir: Path) -> tuple[Path, str]:
-    """The agent.yaml in the work directory: config/demo's, paths made absolute."""
+def _agent_yaml(options: DemoOptions, workdir: Path,
+                extra: list[Path] = ()) -> tuple[Path, str]:
+    """The agent.yaml in the work directory: config/demo's, paths made absolute, the `extra`
+    inventory files appended."""
     source = options.config_dir / "agent.yaml"
     if not source.exists():
         raise DemoError(f"no demo configuration at {source}: run vigil demo from a Vigil "
@@ -285,6 +289,7 @@ def _agent_yaml(options: DemoOptions, workdir: Path) -> tuple[Path, str]:
         return str(Path(p) if Path(p).is_absolute() else base / p)
 
     settings["inventory"] = [absolute(p) for p in settings.get("inventory", ["inventory.yaml"])]
+    settings["inventory"] += [str(p) for p in extra]
     settings["credentials"] = absolute(settings.get("credentials", "credentials.yaml"))
     settings["profiles"] = [absolute(p) for p in settings.get("profiles", [])]
     rules = settings.setdefault("rules", {})
@@ -300,6 +305,16 @@ def _agent_yaml(options: DemoOptions, workdir: Path) -> tuple[Path, str]:
     target.write_text(header + yaml.safe_dump(settings, allow_unicode=True, sort_keys=False),
                       encoding="utf-8")
     return target, listen
+
+
+def _checked(demo: Demo, agent_yaml: Path, what: str):
+    """The loaded configuration; its errors listed and the demo stopped when it has any."""
+    try:
+        return load_config(agent_yaml)
+    except (ConfigError, ConfigErrors) as exc:
+        for error in getattr(exc, "errors", [exc]):
+            demo.say(f"  {error}")
+        raise DemoError(f"{what} has problems (listed above)") from None
 
 
 def _previous_run(workdir: Path) -> list[str]:
@@ -366,13 +381,13 @@ def _run(demo: Demo) -> int:
 
     # configuration
     agent_yaml, listen = _agent_yaml(options, workdir)
-    try:
-        config = load_config(agent_yaml)
-    except (ConfigError, ConfigErrors) as exc:
-        for error in getattr(exc, "errors", [exc]):
-            demo.say(f"  {error}")
-        raise DemoError("the demo configuration has problems (listed above)") from None
+    config = _checked(demo, agent_yaml, "the demo configuration")
     inventory = config.inventory
+    if options.extra_inventory:
+        if options.centre:
+            raise DemoError("--extra-inventory does not go with --centre")
+        agent_yaml, _ = _agent_yaml(options, workdir, options.extra_inventory)
+        _checked(demo, agent_yaml, "the extra inventory")
     host, _, port = listen.rpartition(":")
     if not options.centre and not _port_free(host, int(port)):
         raise DemoError(f"{listen} (the agent's HTTP address) is in use: another demo or "

@@ -165,6 +165,14 @@ class Notifier:
         self._metrics = _Metrics(registry, names) if registry else None
         self.on_done = on_done
 
+    def clock_jumped(self, jump: float) -> None:
+        """The wall clock stepped (agent/clock.py): storm windows and rate limits count elapsed
+        time, so a step back does not hold messages for its length."""
+        for group in self._groups.values():
+            group.first_at += jump
+        for bucket in self.buckets.values():
+            bucket.updated += jump
+
     def submit(self, message: Message, channels: list[str] | None = None) -> None:
         """Queue `message` for `channels` (all if None). A repeat of the same fault key, kind
         and seq within the window replaces the earlier one."""
@@ -261,6 +269,9 @@ class Notifier:
             result = self.dead_letters(letter)
             if inspect.isawaitable(result):
                 await result
+        except OSError as exc:   # e.g. the disk is full: the letter goes to the log instead
+            log.error("dead letter for %s could not be recorded (%s): %s", channel.name, exc,
+                      letter.to_json())
         except Exception:
             log.exception("dead letter for %s could not be recorded: %s", channel.name,
                           letter.to_json())
