@@ -387,6 +387,7 @@ async def test_starttls_refused_by_a_server_without_it(monkeypatch, tmp_path) ->
     assert received == []
 
 
+@pytest.mark.faults
 async def test_no_server_is_retried_then_dead_lettered(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     server = SmtpServer(free_port(socket.SOCK_STREAM))  # nobody listens

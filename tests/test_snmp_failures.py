@@ -249,3 +249,89 @@ def test_ipv6_loopback_target(snmpd6_port, profiles, engine, auth):
     result = asyncio.run(run())
     assert result.up, result.detail
     assert value(result, "device_uptime_seconds") > 0
+
+
+class SlowRelay:
+    """A device that answers slowly: every datagram to and from snmpd held `delay` seconds
+    (a congested radio link, a device busy with a firmware task)."""
+
+    def __init__(self, upstream: int, delay: float) -> None:
+        self.upstream, self.delay = ("127.0.0.1", upstream), delay
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.up.bind(("127.0.0.1", 0))
+        self.client: tuple[str, int] | None = None
+        self.closed = False
+        for target in (self._down, self._back):
+            threading.Thread(target=target, daemon=True).start()
+
+    def _later(self, sock: socket.socket, data: bytes, to: tuple[str, int]) -> None:
+        timer = threading.Timer(self.delay, lambda: self.closed or sock.sendto(data, to))
+        timer.daemon = True
+        timer.start()
+
+    def _down(self) -> None:
+        while not self.closed:
+            try:
+                data, self.client = self.sock.recvfrom(65535)
+            except OSError:
+                return
+            self._later(self.up, data, self.upstream)
+
+    def _back(self) -> None:
+        while not self.closed:
+            try:
+                data, _ = self.up.recvfrom(65535)
+            except OSError:
+                return
+            if self.client is not None:
+                self._later(self.sock, data, self.client)
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+        self.up.close()
+
+
+def test_slow_devices_answer_within_their_timeout_or_time_out_alone(snmpd_port, profiles):
+    """Three devices polled side by side: one answers at once, one 0.6 s late (each way:
+    inside its 2 s timeout), one 2 s late (outside its 1 s timeout). The slow one is up and
+    read whole; the slower one is down with reason timeout at its own deadline; the fast one
+    is neither held back by them nor changed."""
+    slow, slower = SlowRelay(snmpd_port, 0.3), SlowRelay(snmpd_port, 1.0)
+    community = SnmpAuth("2c", community="public")
+
+    async def run():
+        engine = make_engine("pysnmp")
+        collector = SnmpCollector(engine, profiles)
+        limits = FetchLimits(25, 32, 60, True)
+        jobs = [SnmpJob("fast", Target("127.0.0.1", snmpd_port, community, 2, 0), "generic",
+                        limits, 20),
+                SnmpJob("slow", Target("127.0.0.1", slow.port, community, 2, 0), "generic",
+                        limits, 20),
+                SnmpJob("slower", Target("127.0.0.1", slower.port, community, 0.5, 1),
+                        "generic", limits, 3)]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def timed(job):
+            result = await collector.poll(job)
+            return result, loop.time() - started
+
+        try:
+            return await asyncio.gather(*(timed(job) for job in jobs))
+        finally:
+            await engine.close()
+
+    try:
+        (fast, fast_s), (slow_r, slow_s), (slower_r, slower_s) = asyncio.run(run())
+    finally:
+        slow.close()
+        slower.close()
+    assert fast.up and fast_s < 1.5, (fast, fast_s)
+    assert slow_r.up and slow_s >= 0.6, (slow_r.detail, slow_s)
+    assert {r.metric for r in slow_r.readings} == {r.metric for r in fast.readings}
+    assert (slower_r.up, slower_r.reason) == (False, "timeout"), slower_r.detail
+    assert slower_s < 3.5
