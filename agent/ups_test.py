@@ -34,6 +34,7 @@ from agent.config import Config
 from agent.plans import snmp_job
 from agent.state import State
 from agent.tickets.migrations import upgrade_to_head
+from agent.tickets.models import Ticket, TicketEvent
 from agent.tickets.store import UNREACHABLE, _sqlite_setup, unreachable_reason
 from agent.ups_test_models import KINDS, UpsTest, UpsTestEvent
 from collectors.reading import PollResult, Reading
@@ -104,15 +105,25 @@ class UpsTestStore:
         async with self._sessions() as session, session.begin():
             return await work(session)
 
-    def _event(self, session: AsyncSession, device: str, actor: str, kind: str,
-               data: dict[str, Any], test_id: int | None = None) -> None:
-        session.add(UpsTestEvent(test_id=test_id, device=device, at=_at(self.clock()),
-                                 actor=actor, kind=kind, data=data))
+    async def _event(self, session: AsyncSession, device: str, actor: str, kind: str,
+                     data: dict[str, Any], test_id: int | None = None) -> None:
+        """On the UPS's audit trail, and on the timeline of each of its tickets not closed:
+        whoever works a ticket sees every SNMP SET (and refusal) on the device under repair."""
+        at = _at(self.clock())
+        session.add(UpsTestEvent(test_id=test_id, device=device, at=at, actor=actor, kind=kind,
+                                 data=data))
+        tickets = await session.scalars(select(Ticket.id).where(
+            Ticket.agent_id == self.agent_id, Ticket.device == device,
+            Ticket.state != "closed"))
+        text = _timeline_text(kind, test_id, data)
+        for ticket_id in tickets:
+            session.add(TicketEvent(ticket_id=ticket_id, at=at, actor=actor, kind="ups_test",
+                                    data={"event": kind, "test": test_id, "text": text}))
 
     async def audit(self, device: str, actor: str, kind: str, data: dict[str, Any],
                     test_id: int | None = None) -> None:
         async def run(session: AsyncSession) -> None:
-            self._event(session, device, actor, kind, data, test_id)
+            await self._event(session, device, actor, kind, data, test_id)
         await self._write(run)
 
     async def claim(self, site: str, device: str, kind: str, actor: str) -> UpsTest:
@@ -150,7 +161,7 @@ class UpsTestStore:
             row.ended_at = _at(ended)
             row.discharge_seconds = round(ended - row.started_at.timestamp(), 3)
             row.samples = list(samples)
-            self._event(session, row.device, "vigil", "finished",
+            await self._event(session, row.device, "vigil", "finished",
                         {"result": result, "code": code, "detail": detail,
                          "discharge_seconds": row.discharge_seconds}, row.id)
             return row
@@ -166,7 +177,7 @@ class UpsTestStore:
                            actor=actor, samples=[])
             session.add(test)
             await session.flush()
-            self._event(session, device, actor, "recorded",
+            await self._event(session, device, actor, "recorded",
                         {"result": result, "discharge_seconds": discharge, "kind": kind}, test.id)
             return test
         return await self._write(run)
@@ -201,6 +212,19 @@ class UpsTestStore:
             query = query.where(UpsTestEvent.test_id == test_id)
         async with self._sessions() as session:
             return list((await session.scalars(query)).all())
+
+
+def _timeline_text(kind: str, test_id: int | None, data: dict[str, Any]) -> str:
+    """One line for a ticket's timeline (the report shows it as the event's details)."""
+    if kind == "started":
+        return (f"UPS test {test_id} ({data.get('kind')}) started: SNMP SET "
+                f"{data.get('profile_oid')} = {data.get('value')}")
+    if kind == "refused":
+        return f"UPS test refused ({data.get('reason')}): {data.get('detail')}"
+    if kind == "finished":
+        return (f"UPS test {test_id}: {data.get('result')} after "
+                f"{data.get('discharge_seconds')} s ({data.get('detail')})")
+    return f"UPS test {test_id}: {kind}"
 
 
 def trend(tests: list[UpsTest]) -> list[dict[str, Any]]:

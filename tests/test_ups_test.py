@@ -381,3 +381,31 @@ async def test_a_test_left_running_by_a_stopped_agent_ends_as_lost(world):
     found = await world.store.get(left.id)
     assert (found.state, found.result) == ("done", "lost")
     assert world.tests.ready
+
+
+async def test_every_set_and_refusal_is_on_the_timeline_of_the_ups_open_ticket(world, db_url):
+    """A UPS with a ticket being worked: the test started by SNMP SET, a second start refused
+    (busy) and the end are each on that ticket's timeline, with who did it; a closed ticket and
+    another device's ticket get nothing."""
+    from agent.tickets.store import TicketStore
+    from tests.test_ticketing import fault
+
+    tickets = TicketStore(db_url, world.store.agent_id)
+    await tickets.start()
+    try:
+        ups_fault = fault("UpsBatteryLow:ups-a")
+        ups_fault.device, ups_fault.kind = "ups-a", "ups"
+        [mine, other] = await tickets.open_for_faults([ups_fault, fault("CameraOffline:cam-1")])
+        test = await world.tests.start("ups-a", "quick", "li.tech")
+        with pytest.raises(Refused):
+            await world.tests.start("ups-a", "quick", "wang.tech")
+        await world.tests.wait(test.id)
+        timeline = [e for e in await tickets.timeline(mine.ticket.id) if e.kind == "ups_test"]
+        assert [(e.data["event"], e.actor) for e in timeline] == \
+            [("started", "li.tech"), ("refused", "wang.tech"), ("finished", "vigil")]
+        assert timeline[0].data["test"] == test.id
+        assert "SNMP SET" in timeline[0].data["text"] and "busy" in timeline[1].data["text"]
+        assert "pass" in timeline[2].data["text"]
+        assert not [e for e in await tickets.timeline(other.ticket.id) if e.kind == "ups_test"]
+    finally:
+        await tickets.dispose()
