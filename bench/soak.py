@@ -65,9 +65,10 @@ REPO = Path(__file__).resolve().parent.parent
 WARMUP = 900.0
 """Seconds before the RSS baseline is taken: every device polled, caches, the ticket store
 and Prometheus' first blocks settled."""
-LAG_BUDGET = 2.0
-"""Poll lateness p99 budget, seconds: a poll starts within 2 s of its time (the demo polls
-every 15 s, the fleet every 60 s)."""
+LAG_BUDGET = 2.5
+"""Poll lateness budget, seconds: 99 % of the polls start within 2.5 s of their time (a sixth
+of the demo's 15-s interval, a 24th of the fleet's 60 s). A bucket bound of
+vigil_poll_lag_seconds, so the share within it is counted exactly, not interpolated."""
 GROWTH_LIMIT = 0.10
 """Flat: the median RSS and open FDs of the last quarter of the run after the warm-up exceed
 those of its first quarter (the baseline) by at most this share (FDs: plus 10; they follow
@@ -378,6 +379,9 @@ def report(soak: Soak) -> bool:
              * 3600 if len(warm) > 1 else 0.0)
     lag_whole = query(soak, f"histogram_quantile(0.99, sum by (le) (increase("
                             f"vigil_poll_lag_seconds_bucket[{int(end.t)}s])))")
+    within = query(soak, f'sum(increase(vigil_poll_lag_seconds_bucket{{le="{LAG_BUDGET:g}"}}'
+                         f'[{int(end.t)}s])) / sum(increase(vigil_poll_lag_seconds_count'
+                         f'[{int(end.t)}s]))')
     lag_max5 = max((s.lag_p99_s for s in samples if s.lag_p99_s is not None), default=None)
     polls = query(soak, f"sum(increase(vigil_polls_total[{int(end.t)}s]))")
     traces = tracebacks(soak)
@@ -400,8 +404,9 @@ def report(soak: Soak) -> bool:
         f"over {hours:.2f} h; max {max(s.rss_mib for s in warm):.0f} MiB")
     say(f"  FDs: median {fds[0]:.0f} first quarter, {fds[1]:.0f} last; range after the warm-up "
         f"{min(s.fds for s in warm)}-{max(s.fds for s in warm)}")
-    say(f"  poll lag p99 over the whole run {_fmt(lag_whole, 's')}, worst 5-minute p99 "
-        f"{_fmt(lag_max5, 's')} (budget {LAG_BUDGET:g} s)")
+    say(f"  polls started within the {LAG_BUDGET:g}-s budget: "
+        f"{'-' if within is None else f'{within:.2%}'} (needed 99 %); p99 interpolated by "
+        f"Prometheus {_fmt(lag_whole, 's')}, worst 5-minute p99 {_fmt(lag_max5, 's')}")
     say(f"  agent CPU after the warm-up: {cpu:.0f} s in {(end.t - warm[0].t):.0f} s "
         f"({cpu / max(1.0, end.t - warm[0].t):.2f} core); this runner: "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_utime:.1f} CPU s, peak RSS "
@@ -415,11 +420,12 @@ def report(soak: Soak) -> bool:
     (soak.work / "soak.json").write_text(json.dumps({
         "devices": args.devices, "duration": end.t, "samples": [asdict(s) for s in samples],
         "injections": [asdict(i) for i in soak.injections], "lag_p99": lag_whole,
+        "within_lag_budget": within,
         "tickets": held, "tracebacks": traces}, indent=1))
     checks = {
         "rss flat": rss[1] <= rss[0] * (1 + GROWTH_LIMIT),
         "fds flat": fds[1] <= fds[0] * (1 + GROWTH_LIMIT) + 10,
-        "lag p99 in budget": lag_whole is not None and lag_whole <= LAG_BUDGET,
+        "lag p99 in budget": within is not None and within >= 0.99,
         "no traceback": not traces,
         "injections behaved": not bad,
         "one ticket per root, none behind": not missing and not wrong_tickets,
