@@ -630,3 +630,18 @@ def _tokens(path: Path) -> dict[str, dict[str, str]]:
             branch, role, token = line.split()[:3]
             out.setdefault(branch, {})[role] = token
     return out
+
+
+def test_an_extra_inventory_with_a_mistake_stops_the_demo_naming_file_and_line(tmp_path):
+    """`vigil demo --extra-inventory` (what bench/soak.py uses): the file is checked with the
+    rest before anything starts; a mistake is listed with its file and line, exit 1."""
+    extra = tmp_path / "fleet.yaml"
+    extra.write_text("sites:\n  - {id: soak-00}\ndevices:\n"
+                     "  - {id: fl-00000, kind: switch, site: nowhere, address: 127.77.0.1}\n")
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "demo", "--workdir",
+                           str(tmp_path / "demo"), "--extra-inventory", str(extra),
+                           "--no-prometheus"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the extra inventory has problems" in done.stdout
+    assert f"{extra}:4" in done.stdout and "nowhere" in done.stdout, done.stdout
+    assert not (tmp_path / "demo" / "data").exists()       # nothing generated, nothing run
