@@ -41,7 +41,8 @@ def run_round(k: int, args: argparse.Namespace, work: Path) -> tuple[float, list
     env.pop("VIGIL_CRASH_SEED", None)         # a new seed every round
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "pytest", "-m", "faults", "-q", "-p",
-                           "no:cacheprovider", f"--junitxml={report}", "tests"],
+                           "no:cacheprovider", f"--junitxml={report}", "tests",
+                           *(["-k", args.select] if args.select else [])],
                           cwd=REPO, env=env, capture_output=True, text=True)
     took = time.monotonic() - started
     (work / f"round-{k}.log").write_text(done.stdout + done.stderr)
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="times the whole suite runs")
     parser.add_argument("--crash-rounds", type=int, default=30,
                         help="SIGKILL rounds per SQLite crash test (PostgreSQL: half)")
+    parser.add_argument("-k", "--select", metavar="EXPR",
+                        help="only the tests pytest -k EXPR selects")
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "faults")
     args = parser.parse_args(argv)
     work = args.workdir.resolve()
