@@ -24,7 +24,7 @@ from agent.config import Config
 from agent.inventory import Device
 from agent.state import State
 from rules.engine import Engine
-from rules.faults import Fault, load_json, save_json
+from rules.faults import Fault, HistoryFile, load_json, save_json
 
 log = logging.getLogger("vigil.alerting")
 
@@ -37,12 +37,23 @@ class RulesRunner:
         self.interval = interval
         self.clock = clock
         self.path = Path(config.settings.state_dir) / "faults.json"
+        self.history_file = HistoryFile(self.path.with_name("faults-history.jsonl"),
+                                        config.settings.rules.history)
         self.engine = Engine(config.rules, config.settings.rules)
         saved = load_json(self.path)
         if saved:
             self.engine.restore(saved)
             log.info("restored %d active faults and %d silences from %s",
                      len(self.engine.active), len(self.engine.silences), self.path)
+        history = self.history_file.load()
+        if not history and isinstance(saved, dict) and saved.get("history"):
+            history = list(reversed(saved["history"]))   # a faults.json of before 0.9
+            try:
+                self.history_file.rewrite(history)
+            except OSError as exc:
+                log.error("cannot write %s: %s", self.history_file.path, exc)
+        self.engine.restore_history(history)
+        self._history_out: list[dict] = []   # resolved faults still to append
         self.engine.sync(config.inventory, clock())
         self.config = config
         self.registry = registry
@@ -113,7 +124,9 @@ class RulesRunner:
             self.no_data.labels(rule).set(count)
         for rule, count in stats.errors.items():
             self.errors.labels(rule).inc(count)
-        if self.engine.dirty:
+        self._history_out += [f.to_dict() for f in self.engine.changed
+                              if f.state == "resolved" and f.fired_at is not None]
+        if self.engine.dirty or self._history_out:
             self.save()
         if self.sender is not None:
             await self._forward(now)
@@ -129,25 +142,31 @@ class RulesRunner:
         self._last_resend += jump
 
     def save(self) -> None:
-        """Write faults.json on a worker thread; a save still running is not started twice
-        (the next cycle saves again: the engine stays dirty)."""
+        """Write faults.json (active faults, silences) and append the faults resolved since
+        to faults-history.jsonl, on a worker thread; a save still running is not started
+        twice (the next cycle saves again: the engine stays dirty, the history waits)."""
         if self._saving is not None and not self._saving.done():
             return
         self.engine.dirty = False
         snapshot = self.engine.snapshot()
+        history, self._history_out = self._history_out, []
 
         async def write() -> None:
             try:
+                if history:
+                    await asyncio.to_thread(self.history_file.append, history)
+                    history.clear()
                 await asyncio.to_thread(save_json, self.path, snapshot)
             except OSError as exc:
                 self.engine.dirty = True
+                self._history_out[:0] = history     # what was not appended
                 if not self._unsaved:     # said once until a save works again
                     log.error("cannot save faults to %s: %s (kept in memory, retried every "
-                              "cycle)", self.path, exc)
+                              "cycle)", self.path.parent, exc)
                 self._unsaved = True
             else:
                 if self._unsaved:
-                    log.info("faults saved to %s again", self.path)
+                    log.info("faults saved to %s again", self.path.parent)
                 self._unsaved = False
 
         self._saving = asyncio.get_running_loop().create_task(write())
@@ -173,10 +192,11 @@ class RulesRunner:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self.engine.dirty:
-            save_json(self.path, self.engine.snapshot())
         if self._saving is not None:
             await asyncio.gather(self._saving, return_exceptions=True)
+        if self.engine.dirty or self._history_out:
+            self.history_file.append(self._history_out)
+            save_json(self.path, self.engine.snapshot())
         if self.sender is not None:
             await self.sender.close()
 

@@ -206,7 +206,9 @@ class Rules(Strict):
                     "fault: one fault that stays until the device has calmed down, instead of "
                     "one fault per bounce.")
     history: int = Field(5000, ge=0, le=1_000_000,
-                         description="Resolved faults kept (newest first) for the API and CLI.")
+                         description="Resolved faults kept (newest first) for the API and "
+                                     "CLI, in memory and in state_dir/faults-history.jsonl "
+                                     "(0: all).")
     vars: dict[str, typing.Any] = Field(
         default_factory=dict,
         description="This site's values of rule-group constants, replacing the `vars` of "

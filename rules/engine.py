@@ -854,10 +854,18 @@ class Engine:
         return True
 
     def snapshot(self) -> dict[str, Any]:
+        """Active faults and silences: what a restart needs (saved after every cycle that
+        changed something). Resolved faults are kept apart, appended once each
+        (agent/alerting.py, faults-history.jsonl): serialising the whole history every cycle
+        cost the soak run's agent a growing share of a core."""
         return {"version": 1,
                 "active": [f.to_dict() for f in self.active.values()],
-                "history": [f.to_dict() for f in list(self.history)],
                 "silences": [s.to_dict() for s in self.silences.values()]}
+
+    def restore_history(self, raws: list[dict[str, Any]]) -> None:
+        """Resolved faults from before a restart, oldest first."""
+        for raw in raws:
+            self.history.appendleft(fault_from_dict(raw))
 
     def restore(self, data: dict[str, Any]) -> None:
         """Faults and silences from before a restart: a firing fault goes on firing (same key,
@@ -871,8 +879,6 @@ class Engine:
             series = tuple(sorted(fault.series.items()))
             self.instances[(fault.rule, fault.subject, series)] = _Instance(last=True,
                                                                             fault=fault)
-        for raw in data.get("history", []):
-            self.history.append(fault_from_dict(raw))
         for raw in data.get("silences", []):
             silence = silence_from_dict(raw)
             self.silences[silence.id] = silence

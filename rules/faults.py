@@ -96,18 +96,8 @@ def fault_from_dict(data: dict[str, Any]) -> Fault:
 
 
 def save_json(path: Path, data: Any) -> None:
-    """Write atomically (temp file, fsync, rename): a crash leaves the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, ensure_ascii=False, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `data` as JSON atomically (save_text)."""
+    save_text(path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
 def load_json(path: Path) -> Any:
@@ -122,3 +112,75 @@ def load_json(path: Path) -> Any:
         os.replace(path, aside)
         log.error("%s is unreadable (%s): kept as %s, starting without it", path, exc, aside)
         return None
+
+
+class HistoryFile:
+    """Resolved faults, one JSON line each, appended as they resolve (written once each, not
+    with every save of the active faults). When the file holds twice `keep` lines it is
+    rewritten with the newest `keep`. A line that cannot be read (a crash mid-append) is
+    skipped and logged."""
+
+    def __init__(self, path: Path, keep: int) -> None:
+        self.path, self.keep = path, keep
+        self.lines = 0
+
+    def load(self) -> list[dict[str, Any]]:
+        """The newest `keep` faults, oldest first; [] when there is no file."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        out, bad = [], 0
+        for line in text.splitlines():
+            try:
+                raw = json.loads(line)
+            except ValueError:
+                bad += 1
+                continue
+            if isinstance(raw, dict):
+                out.append(raw)
+        if bad:
+            log.warning("%s: %d unreadable line(s) skipped", self.path, bad)
+        self.lines = len(out) + bad
+        return out[-self.keep:] if self.keep else out
+
+    def append(self, faults: list[dict[str, Any]]) -> None:
+        """Add resolved faults (oldest first); compact when the file has grown to 2 x keep."""
+        if not faults:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(raw, ensure_ascii=False, separators=(",", ":")) + "\n"
+                       for raw in faults)
+        with self.path.open("ab+") as fh:
+            if fh.tell():                        # after a torn last line: start a new one
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    text = "\n" + text
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.lines += len(faults)
+        if self.keep and self.lines >= 2 * self.keep:
+            self.rewrite(self.load())
+
+    def rewrite(self, faults: list[dict[str, Any]]) -> None:
+        """Replace the file atomically with `faults` (oldest first)."""
+        text = "".join(json.dumps(raw, ensure_ascii=False, separators=(",", ":")) + "\n"
+                       for raw in faults)
+        save_text(self.path, text)
+        self.lines = len(faults)
+
+
+def save_text(path: Path, text: str) -> None:
+    """Write atomically (temp file, fsync, rename): a crash leaves the old file or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -622,3 +622,20 @@ def test_a_clock_step_back_does_not_hold_a_pending_fault(tmp_path):
     site.poll(30 - 3600, "ups-1", ups_on_battery=1)
     site.run(30 - 3600)
     assert site.faults() == {"ups-1": ("firing", 2, None)}
+
+
+def test_the_history_file_keeps_the_newest_and_skips_a_torn_line(tmp_path):
+    """faults-history.jsonl: appended once per resolved fault, compacted to the newest
+    `keep` when it has grown to twice that; a line torn by a crash mid-append is skipped."""
+    from rules.faults import HistoryFile
+
+    path = tmp_path / "faults-history.jsonl"
+    history = HistoryFile(path, keep=3)
+    history.append([{"key": "a"}, {"key": "b"}])
+    with path.open("a") as fh:
+        fh.write('{"key": "torn')                    # a crash in the middle of a line
+    again = HistoryFile(path, keep=3)
+    assert [r["key"] for r in again.load()] == ["a", "b"]
+    again.append([{"key": "c"}, {"key": "d"}, {"key": "e"}])   # 6 lines: compacted
+    assert [r["key"] for r in HistoryFile(path, keep=3).load()] == ["c", "d", "e"]
+    assert len(path.read_text().splitlines()) == 3

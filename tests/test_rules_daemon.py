@@ -231,8 +231,13 @@ def test_a_bad_rule_file_is_refused_and_the_old_rules_keep_running(site):
 def test_faults_survive_a_restart(site):
     daemon = site["daemon"]
     fired = faults(daemon)["UpsOnBattery:ups-1"]["fired_at"]
+    resolved = [(f["key"], f["resolved_at"]) for f in
+                _get(f"{daemon.url}/api/v1/faults/history")]
     daemon.stop()
     again = Daemon(daemon.config)
     site["daemon"] = again
     peers.wait_http(again.url + "/-/ready")
     assert faults(again)["UpsOnBattery:ups-1"]["fired_at"] == fired
+    # the resolved faults too (faults-history.jsonl), newest first as before
+    assert [(f["key"], f["resolved_at"]) for f in
+            _get(f"{again.url}/api/v1/faults/history")] == resolved
