@@ -639,3 +639,32 @@ def test_the_history_file_keeps_the_newest_and_skips_a_torn_line(tmp_path):
     again.append([{"key": "c"}, {"key": "d"}, {"key": "e"}])   # 6 lines: compacted
     assert [r["key"] for r in HistoryFile(path, keep=3).load()] == ["c", "d", "e"]
     assert len(path.read_text().splitlines()) == 3
+
+
+def test_an_old_faults_json_history_moves_to_the_history_file(tmp_path):
+    """faults.json written before faults-history.jsonl existed holds the history (newest
+    first): at start it is moved over, in the same order, and restored."""
+    import json
+
+    from prometheus_client import CollectorRegistry
+
+    from agent.alerting import RulesRunner
+    from agent.config import load_config
+    from tests.test_daemon import write_config
+    from tests.test_ticketing import fault
+
+    config = load_config(write_config(tmp_path, 9, ["deltaups"]))
+    state_dir = Path(config.settings.state_dir)
+    state_dir.mkdir(parents=True)
+    newer, older = fault("CameraOffline:cam-2"), fault("CameraOffline:cam-1")
+    for f, at in ((newer, T0 + 200), (older, T0 + 100)):
+        f.state, f.resolved_at = "resolved", at
+    (state_dir / "faults.json").write_text(json.dumps(
+        {"version": 1, "active": [], "silences": [],
+         "history": [newer.to_dict(), older.to_dict()]}))
+    runner = RulesRunner(config, State(), CollectorRegistry(), lambda d, c: 60.0)
+    assert [f.key for f in runner.engine.history] == ["CameraOffline:cam-2",
+                                                      "CameraOffline:cam-1"]
+    lines = (state_dir / "faults-history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == ["CameraOffline:cam-1",
+                                                           "CameraOffline:cam-2"]
