@@ -58,7 +58,7 @@ def site(tmp_path_factory):
     power, access = work / "power", work / "access"
     for d in (power, access, work / "p", work / "a"):
         d.mkdir()
-    on_battery_at = time.time() + 20
+    on_battery_at = time.time() + 12    # after the agent's first polls
     (power / "ups-1.snmprec").write_text(
         _ups_on_battery_at(recordings / "deltaups.snmprec", on_battery_at), encoding="latin-1")
     shutil.copy(recordings / "jetstream.snmprec", access / "sw-1.snmprec")
