@@ -34,7 +34,11 @@ log = logging.getLogger("vigil.rules")
 
 PRIMARY = ("snmp", "onvif", "rtsp", "reach")  # as the exporter's vigil_device_up
 NO_DATA = None
-MEMO_LIMIT = 65536
+MEMO_LIMIT = 4096
+"""Results kept per expression, keyed by its inputs (devices in the same state share one).
+Inputs that change every poll (uptime, counters) make a new key each time: the memo is
+emptied when full. At 65,536 the soak's 5,000 devices grew the agent by ~100 MiB before the
+first emptying; status-like inputs need far fewer."""
 UPSTREAM_WAIT = 120.0
 """A symptom fault waits at most this long past its `for:` for the devices it depends on to
 be polled since it began, so a dead switch found a poll later still takes its cameras."""
