@@ -10,13 +10,6 @@ from __future__ import annotations
 import os
 import socket
 
-MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
-"""glibc settings the unit (systemd/vigil.service) and `vigil demo` run the agent with: two
-malloc arenas instead of eight per core for the worker threads, and big buffers (the
-/metrics page, faults.json) always mmapped and returned on free, instead of glibc raising the
-threshold after the first ones and keeping them in fragmented arenas. A long-running agent's
-RSS stays at its working set."""
-
 
 def notify(message: str) -> bool:
     """Send e.g. 'READY=1' or 'STATUS=...'; True if systemd was told."""

@@ -56,7 +56,6 @@ from agent.demo import centre as demo_centre
 from agent.demo.generate import DemoError, Generated, check_addresses, generate
 from agent.demo.scenario import Action, describe
 from agent.demo.traps import send_trap
-from agent.systemd import MALLOC_ENV
 from agent.yamlfile import ConfigError, ConfigErrors
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -469,7 +468,7 @@ def _run(demo: Demo) -> int:
     # the agent
     demo.say(f"Starting the agent: vigil run -c {agent_yaml}")
     agent = demo.start("agent", [sys.executable, "-m", "agent.cli", "run", "-c", str(agent_yaml)],
-                       workdir / "agent.log", {**MALLOC_ENV, **env})   # as the systemd unit
+                       workdir / "agent.log", env)
     agent_url = f"http://{listen}"
     demo.wait_for("the agent", lambda: _http_ok(f"{agent_url}/-/ready"), agent, 60)
 
@@ -785,8 +784,7 @@ def _start_centre(demo: Demo, centre: Centre, env: dict[str, str], prometheus: s
     for plan in centre.plans:
         demo.say(f"Starting {plan.id} ({', '.join(plan.sites)}): vigil run -c {plan.config}")
         agents.append(demo.start(plan.id, [sys.executable, "-m", "agent.cli", "run", "-c",
-                                           str(plan.config)], workdir / f"{plan.id}.log",
-                                     {**MALLOC_ENV, **env}))
+                                           str(plan.config)], workdir / f"{plan.id}.log", env))
     for plan, agent in zip(centre.plans, agents, strict=True):
         demo.wait_for(plan.id, lambda p=plan: _http_ok(f"{p.url}/-/ready"), agent, 90)
     if prometheus and centre.prometheus_url:
