@@ -64,7 +64,7 @@ def test_an_agent_keeps_polling_and_grading_when_its_clock_is_stepped(tmp_path: 
            "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     data = tmp_path / "sim"
     data.mkdir()
-    on_battery = time.time() + 14                       # the UPS's own (real) time
+    on_battery = time.time() + 10                       # the UPS's own (real) time
     (data / "ups-1.snmprec").write_text(
         _ups_on_battery_at(peers.recordings() / "deltaups.snmprec", on_battery),
         encoding="latin-1")

@@ -150,9 +150,9 @@ def test_the_disk_under_the_sqlite_store_fills_up_and_is_freed(tmp_path: Path) -
     data = tmp_path / "sim"
     data.mkdir()
     recording = peers.recordings() / "deltaups.snmprec"
-    (data / "ups-1.snmprec").write_text(_ups_on_battery_at(recording, time.time() + 8),
-                                        encoding="latin-1")
-    ups_2_fails = time.time() + 28                       # after the disk is full
+    (data / "ups-1.snmprec").write_text(_ups_on_battery_at(recording, time.time() - 60),
+                                        encoding="latin-1")   # on battery from the start
+    ups_2_fails = time.time() + 22                       # after the disk is full
     (data / "ups-2.snmprec").write_text(_ups_on_battery_at(recording, ups_2_fails),
                                         encoding="latin-1")
     with peers.snmpsim(data, tmp_path) as sim_port:

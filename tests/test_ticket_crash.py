@@ -22,7 +22,7 @@ the store and the receiver:
 - no traceback in any agent log.
 
 PostgreSQL: the same against a throwaway server (tests/peers.postgres), fewer rounds
-(VIGIL_CRASH_PG_ROUNDS). In the suite 4 and 2 rounds; `bench/run --suite faults` runs many
+(VIGIL_CRASH_PG_ROUNDS). In the suite 3 and 1 rounds; `bench/run --suite faults` runs many
 more (--crash-rounds).
 """
 
@@ -59,8 +59,8 @@ from tests.crash_site import (
 
 pytestmark = pytest.mark.faults
 
-ROUNDS = int(os.environ.get("VIGIL_CRASH_ROUNDS", "4"))
-PG_ROUNDS = int(os.environ.get("VIGIL_CRASH_PG_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("VIGIL_CRASH_ROUNDS", "3"))
+PG_ROUNDS = int(os.environ.get("VIGIL_CRASH_PG_ROUNDS", "1"))
 DEVICES = 300  # at the first start
 BATCH = 20  # more devices at each further round: a new storm of openings in every round
 KILL_AFTER = (1.5, 8.0)  # seconds after the start: store opening, faults firing, tickets
