@@ -26,9 +26,10 @@ Injected on top of the demo's own events, in 10-minute cycles:
   fleet address, plus 500 datagrams of garbage, to the agent's trap receiver.
 
 Every `--sample` seconds: the agent's RSS, open FDs, threads, CPU; from Prometheus the p99
-poll lag of the last 5 minutes, devices down and faults firing. Each injection is checked:
-its root fault fired while it lasted (and only the root: the devices behind it are carried),
-it cleared after, and the ticket store has one ticket for it.
+poll lag of the last 5 minutes, devices down and faults firing (the lag budget is checked,
+like memory, after the warm-up). Each injection is checked: its root fault fired while it
+lasted (and only the root: the devices behind it are carried), it cleared after, and the
+ticket store has one ticket for it.
 
 At the end: a table and a plot (RSS and FDs over time, <workdir>/soak.png), the poll lag p99
 over the whole run against its budget, RSS and FDs of the last quarter of the run against the
@@ -377,11 +378,13 @@ def report(soak: Soak) -> bool:
     hours = (warm[-1].t - warm[0].t) / 3600 or 1.0
     slope = (statistics.linear_regression([s.t for s in warm], [s.rss_mib for s in warm]).slope
              * 3600 if len(warm) > 1 else 0.0)
+    steady = int(end.t - warm[0].t)     # the lag budget, like memory, after the warm-up
     lag_whole = query(soak, f"histogram_quantile(0.99, sum by (le) (increase("
-                            f"vigil_poll_lag_seconds_bucket[{int(end.t)}s])))")
-    within = query(soak, f'sum(increase(vigil_poll_lag_seconds_bucket{{le="{LAG_BUDGET:g}"}}'
-                         f'[{int(end.t)}s])) / sum(increase(vigil_poll_lag_seconds_count'
-                         f'[{int(end.t)}s]))')
+                            f"vigil_poll_lag_seconds_bucket[{steady}s])))")
+    within, within_all = (query(soak, f'sum(increase(vigil_poll_lag_seconds_bucket{{le='
+                                      f'"{LAG_BUDGET:g}"}}[{w}s])) / sum(increase('
+                                      f'vigil_poll_lag_seconds_count[{w}s]))')
+                          for w in (steady, int(end.t)))
     lag_max5 = max((s.lag_p99_s for s in samples if s.lag_p99_s is not None), default=None)
     polls = query(soak, f"sum(increase(vigil_polls_total[{int(end.t)}s]))")
     traces = tracebacks(soak)
@@ -404,9 +407,11 @@ def report(soak: Soak) -> bool:
         f"over {hours:.2f} h; max {max(s.rss_mib for s in warm):.0f} MiB")
     say(f"  FDs: median {fds[0]:.0f} first quarter, {fds[1]:.0f} last; range after the warm-up "
         f"{min(s.fds for s in warm)}-{max(s.fds for s in warm)}")
-    say(f"  polls started within the {LAG_BUDGET:g}-s budget: "
-        f"{'-' if within is None else f'{within:.2%}'} (needed 99 %); p99 interpolated by "
-        f"Prometheus {_fmt(lag_whole, 's')}, worst 5-minute p99 {_fmt(lag_max5, 's')}")
+    say(f"  polls started within the {LAG_BUDGET:g}-s budget after the warm-up: "
+        f"{'-' if within is None else f'{within:.2%}'} (needed 99 %; whole run "
+        f"{'-' if within_all is None else f'{within_all:.2%}'}); p99 after the warm-up "
+        f"interpolated by Prometheus {_fmt(lag_whole, 's')}, worst 5-minute p99 "
+        f"{_fmt(lag_max5, 's')}")
     say(f"  agent CPU after the warm-up: {cpu:.0f} s in {(end.t - warm[0].t):.0f} s "
         f"({cpu / max(1.0, end.t - warm[0].t):.2f} core); this runner: "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_utime:.1f} CPU s, peak RSS "
