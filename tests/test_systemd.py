@@ -45,7 +45,6 @@ def test_unit_runs_the_real_commands():
     for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=vigil",
                    "User=vigil"):
         assert option in text
-
     from click.testing import CliRunner
 
     from agent.cli import main
