@@ -21,7 +21,7 @@ from typing import Any
 from agent.inspection_schedule import ChecklistItem, Due, InspectionSchedule
 from agent.state import DeviceState, State
 from agent.tickets.models import Ticket
-from agent.tickets.store import TicketFilter, TicketStore
+from agent.tickets.store import UNREACHABLE, TicketFilter, TicketStore, unreachable_reason
 
 log = logging.getLogger("vigil.inspections")
 
@@ -117,6 +117,11 @@ async def sections(site: str, start: datetime, end: datetime,
             if inspect.isawaitable(section):
                 section = await section
             out[name] = {"title": title, "available": True, **dict(section)}
+        except UNREACHABLE as exc:  # the store busy or out of reach: said, not a bug
+            log.warning("inspection section %s of %s not filled: the store is busy or out of "
+                        "reach (%s)", name, site, unreachable_reason(exc))
+            out[name] = {"title": title, "available": False, "note": NOT_AVAILABLE,
+                         "error": unreachable_reason(exc)}
         except Exception as exc:  # another module's bug must not stop the sheet
             log.exception("inspection section %s of %s failed", name, site)
             out[name] = {"title": title, "available": False, "note": NOT_AVAILABLE,
