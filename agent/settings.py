@@ -128,8 +128,11 @@ class Rtsp(Strict):
     timeout: Duration = Field(10.0, description="Seconds to wait for an RTSP answer or the "
                                                 "first frame.")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTP transport asked for.")
-    max_decodes: int = Field(2, ge=1, le=64,
-                             description="Streams decoded at the same time (CPU-bound).")
+    max_decodes: int = Field(
+        2, ge=1, le=64,
+        description="Streams decoded at the same time, each in its own decoder process "
+                    "(CPU-bound; about 130 MiB each; a decoder FFmpeg crashes costs one probe "
+                    "and is replaced).")
 
 
 def _video_model() -> type[BaseModel]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
+import os
+import signal
 import socket
 import time
 
@@ -399,6 +402,30 @@ async def test_close_stops_running_decodes(server):
     result = await asyncio.wait_for(task, 5)
     assert time.monotonic() - started < 3
     assert any("shutting down" in p for p in result.problems), explain(result)
+
+
+async def test_killed_decoder_costs_one_probe(server):
+    """A decoder process that dies (FFmpeg crashing on a stream, the OOM killer) fails that
+    probe with reason error; the next probe gets a new decoder and works."""
+    collector = RtspCollector(THRESHOLDS, 1)
+    try:
+        task = asyncio.create_task(collector.poll(job(f"{server['open']}/good/smpte",
+                                                      decode=30, deadline=60)))
+        deadline = time.monotonic() + 20
+        while not multiprocessing.active_children():
+            assert time.monotonic() < deadline, "no decoder process started"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+        killed = await asyncio.wait_for(task, 10)
+        assert (killed.up, killed.reason) == (False, "error"), explain(killed)
+        assert "decoder process died" in killed.detail
+        again = await collector.poll(job(f"{server['open']}/good/smpte"))
+        assert again.up and "rtsp_decoded_frames" in readings(again), explain(again)
+    finally:
+        await collector.close()
+    assert not multiprocessing.active_children()
 
 
 def test_job_and_thresholds_validation():

@@ -5,10 +5,17 @@ seconds of video and their quality diagnosis.
    Digest authentication: is the RTSP service there, does it accept the credentials, which
    codec and picture size does it announce (collectors/rtsp/sdp.py)?
 2. With `decode_seconds` > 0: FFmpeg (PyAV) sets the stream up and decodes that many seconds
-   in a worker thread (collectors/rtsp/stream.py); at most `max_decodes` run at once, the
+   in a decoder process (collectors/rtsp/stream.py); at most `max_decodes` run at once, the
    rest wait for a slot. Time to first frame, frame rate, bitrate and keyframe interval are
    measured, and sampled frames go through the video quality diagnosis
    (collectors/video/quality.py); each fault found keeps its frame as a JPEG evidence.
+
+   Why processes, not threads: decoding and the diagnosis are CPU work that holds the GIL
+   for long stretches, and the event loop that polls thousands of SNMP devices then waits
+   for the GIL at every wake-up (the soak measured 29-s poll lateness with decode threads;
+   docs/reliability.md). A decoder process that FFmpeg crashes costs that one probe (reason
+   `error`), not the agent; each process is replaced after `DECODES_PER_PROCESS` probes so
+   nothing a decoder library leaks can grow for years.
 
 Every failure ends as a PollResult with `up` False and one reason (collectors/reading.py):
 refused, unreachable, timeout (no answer within the timeout, or the poll's deadline), auth
@@ -21,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import multiprocessing
+import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -38,6 +47,9 @@ log = logging.getLogger("vigil.rtsp")
 
 # The decode stops this long before the poll's deadline, to report what it has measured.
 DEADLINE_MARGIN = 0.5
+DECODES_PER_PROCESS = 500
+# spawn: a fresh interpreter, not a fork of the agent's threads and sockets
+_CONTEXT = multiprocessing.get_context("spawn")
 
 MEASURES = {"brightness": "video_brightness_ratio", "contrast": "video_contrast_ratio",
             "sharpness": "video_sharpness", "motion": "video_motion_ratio",
@@ -77,17 +89,26 @@ class RtspCollector:
         self.thresholds = thresholds or QualityThresholds()
         self.max_decodes = max_decodes
         self._slots = asyncio.Semaphore(max_decodes)
-        self._pool = ThreadPoolExecutor(max_workers=max_decodes,
-                                        thread_name_prefix="vigil-decode")
-        self._running: set[threading.Event] = set()
+        self._stopping = _CONTEXT.Event()  # seen by every decoder process at each packet
+        self._pool: ProcessPoolExecutor | None = None
         self._closed = False
 
+    def _decoders(self) -> ProcessPoolExecutor:
+        """The decoder processes, started at the first decode (again after a crash)."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.max_decodes, mp_context=_CONTEXT,
+                initializer=_decoder_started, initargs=(self._stopping,),
+                max_tasks_per_child=DECODES_PER_PROCESS)
+        return self._pool
+
     async def close(self) -> None:
-        """Stop the decodes in progress (each ends at its next packet or read timeout)."""
+        """Stop the decodes in progress (each ends at its next packet or read timeout) and
+        the decoder processes."""
         self._closed = True
-        for stop in list(self._running):
-            stop.set()
-        await asyncio.to_thread(self._pool.shutdown, True)
+        self._stopping.set()
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
 
     async def poll(self, job: RtspJob) -> PollResult:
         started = time.time()
@@ -178,8 +199,9 @@ class RtspCollector:
 
     async def _decode(self, job: RtspJob, deadline: float
                       ) -> tuple[StreamStats | None, Diagnosis | None]:
-        """Decode in a worker thread once a slot is free; (None, None) if none came free in
-        time. The slot stays taken until the thread ends, even if this poll is cancelled."""
+        """Decode in a decoder process once a slot is free; (None, None) if none came free
+        in time. The slot stays taken until the decode ends, even if this poll is cancelled
+        (the decode stops by itself at the poll's deadline)."""
         if self._closed:
             raise RtspError("error", "the collector is closed")
         until = deadline - DEADLINE_MARGIN
@@ -188,29 +210,26 @@ class RtspCollector:
                 await self._slots.acquire()
         except TimeoutError:
             return None, None
-        stop = threading.Event()
-        self._running.add(stop)
-        thresholds = self.thresholds
-
-        def work() -> tuple[StreamStats, Diagnosis | None]:
-            stats = sample_stream(job.url, job.username, job.password, job.transport,
-                                  job.timeout, job.decode_seconds, thresholds.samples,
-                                  thresholds.analysis_width, until, stop)
-            found = diagnose(stats.samples, thresholds) if stats.samples else None
-            stats.samples = []  # the frames are not needed any more
-            return stats, found
-
-        def done(_future) -> None:
-            self._running.discard(stop)
+        pool = self._decoders()
+        try:
+            future = asyncio.wrap_future(pool.submit(_decode, job, self.thresholds, until))
+        except BaseException:
             self._slots.release()
-
-        future = asyncio.get_running_loop().run_in_executor(self._pool, work)
-        future.add_done_callback(done)
+            raise
+        future.add_done_callback(lambda _future: self._slots.release())
         try:
             return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            stop.set()
-            raise
+        except BrokenProcessPool:
+            if self._pool is pool:
+                self._pool = None  # the next decode starts new processes
+                pool.shutdown(wait=False, cancel_futures=True)
+            if self._closed:
+                raise RtspError("error", "the collector is closed") from None
+            log.warning("%s: the decoder process died while decoding the stream (FFmpeg "
+                        "crashed on it, or the process was killed); decoder restarted",
+                        job.device)
+            raise RtspError("error", "the decoder process died while decoding the stream "
+                                     "(FFmpeg crashed on it, or it was killed)") from None
 
     @staticmethod
     def _adder(job: RtspJob, result: PollResult):
@@ -220,6 +239,29 @@ class RtspCollector:
                 result.readings.append(Reading(job.device, metric, labels or {}, float(value),
                                                result.timestamp, text))
         return add
+
+
+def _decoder_started(stopping) -> None:
+    """In a new decoder process: keep the agent's stop flag; Ctrl-C is for the agent, which
+    stops its decoders itself."""
+    global _stopping
+    _stopping = stopping
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_stopping = None  # in a decoder process: the agent's stop flag (multiprocessing Event)
+
+
+def _decode(job: RtspJob, thresholds: QualityThresholds, until: float
+            ) -> tuple[StreamStats, Diagnosis | None]:
+    """In a decoder process: read the stream, diagnose its samples; only measures, findings
+    and evidence JPEGs go back to the agent (not the frames)."""
+    stats = sample_stream(job.url, job.username, job.password, job.transport, job.timeout,
+                          job.decode_seconds, thresholds.samples, thresholds.analysis_width,
+                          until, _stopping)
+    found = diagnose(stats.samples, thresholds) if stats.samples else None
+    stats.samples = []
+    return stats, found
 
 
 def _info(add, video: sdp.VideoInfo, stats: StreamStats | None, result: PollResult) -> None:

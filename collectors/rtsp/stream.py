@@ -1,8 +1,8 @@
 """Read a few seconds of a camera's stream and decode it: PyAV (FFmpeg's libraries in-process).
 
 Blocking by nature (FFmpeg's RTSP demuxer and decoders): the collector runs `sample_stream` in
-a worker thread, a bounded number at a time. PyAV releases the GIL while it reads and decodes,
-so the event loop keeps polling other devices meanwhile. Every frame is decoded (inter-coded
+a decoder process, a bounded number at a time, so neither FFmpeg nor the diagnosis competes
+with the agent's event loop for the GIL. Every frame is decoded (inter-coded
 frames need their predecessors); only `samples` of them, spread over the window, are
 converted (downscaled, RGB) for the quality diagnosis.
 
@@ -13,9 +13,9 @@ message: errors are reported by FFmpeg's error kind, never its text.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from collectors.video.quality import Sample
@@ -25,6 +25,12 @@ from collectors.video.quality import Sample
 # the first keyframe, so probing is cut to the first packet: time to first frame is then the
 # camera's (set-up and wait for a keyframe), not FFmpeg's.
 PROBE_OPTIONS = {"analyzeduration": "0", "probesize": "32"}
+
+
+class StopFlag(Protocol):
+    """Set when the agent stops (a multiprocessing or threading Event)."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass
@@ -71,7 +77,7 @@ def credential_url(url: str, username: str, password: str) -> str:
 
 def sample_stream(url: str, username: str, password: str, transport: str, timeout: float,
                   seconds: float, samples: int, analysis_width: int, until: float,
-                  stop: threading.Event) -> StreamStats:
+                  stop: StopFlag) -> StreamStats:
     """Open the stream, decode `seconds` of it (stream time) and sample `samples` frames.
 
     Gives up with reason `no_frames` when no frame is decoded within `timeout` of the
@@ -118,7 +124,7 @@ def sample_stream(url: str, username: str, password: str, transport: str, timeou
 
 
 def _read(container, stats: StreamStats, timeout: float, seconds: float, samples: int,
-          analysis_width: int, start: float, until: float, stop: threading.Event) -> None:
+          analysis_width: int, start: float, until: float, stop: StopFlag) -> None:
     """Decode until `seconds` of stream time are covered. Stream time is the frames'
     timestamps (RTP time); a frame without one (FFmpeg gives none before the first RTCP
     sender report) is placed by the wall clock instead."""
