@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from agent.state import DeviceState, State
 from collectors.reading import PollResult, Reading
@@ -36,57 +37,83 @@ def _profile(entry: DeviceState) -> str:
         or entry.device.profile or ""
 
 
+class _Fixed:
+    """A family every device page has, whatever the catalogue says."""
+
+    def __init__(self, name: str, documentation: str, kind: str = "gauge") -> None:
+        # the sample (and header) name: prometheus_client's munging of counters and infos
+        self.sample = name + {"counter": "_total", "info": "_info"}.get(kind, "")
+        self.documentation, self.kind = documentation, kind
+
+
 class _Families:
-    """The metric families of one scrape."""
+    """The sample lines of one device (or of a scrape's extra readings), per family, in the
+    text format. Written directly, not through prometheus_client Metric objects and
+    generate_latest: those cost a quarter of the event loop's time with 5,000 devices polled
+    a minute (the soak, docs/reliability.md). The lines are the ones generate_latest writes
+    (sorted labels, its escaping, floatToGoString; tests/test_exposition.py compares the
+    two); the headers still come from prometheus_client (`_header`)."""
+
+    up = _Fixed("vigil_device_up", "1 if the device answered the latest poll of its "
+                                   "management protocol (SNMP, else ONVIF, RTSP, "
+                                   "reachability), else 0.")
+    collector_up = _Fixed("vigil_collector_up", "1 if the device answered this collector's "
+                                                "latest poll.")
+    reason = _Fixed("vigil_device_down_reason",
+                    "Why a collector's latest poll failed (label reason: timeout, refused, "
+                    "unreachable, auth, protocol, no_data, fault, unsupported, no_frames, "
+                    "host_down, error).")
+    duration = _Fixed("vigil_device_poll_duration_seconds",
+                      "Wall time of the collector's latest poll.")
+    success = _Fixed("vigil_device_last_success_timestamp_seconds",
+                     "Unix time of the collector's latest successful poll.")
+    problems = _Fixed("vigil_device_poll_problems", "Values the latest poll could not read "
+                                                    "(see `vigil poll DEVICE`).")
+    inventory = _Fixed("vigil_device_inventory", "Inventory and topology of each device "
+                                                 "(labels), value 1.", "info")
+    event = _Fixed("vigil_event", "Latest value of an event the device pushed (SNMP trap, "
+                                  "ONVIF event): 1 raised, 0 cleared.")
+    events = _Fixed("vigil_events", "Events of this kind received since the agent started.",
+                    "counter")
+    event_time = _Fixed("vigil_event_last_timestamp_seconds",
+                        "Unix time of the latest event of this kind.")
+    FIXED = (up, collector_up, reason, duration, success, problems, inventory, event, events,
+             event_time)
 
     def __init__(self) -> None:
-        self.up = Metric("vigil_device_up", "1 if the device answered the latest poll of its "
-                                            "management protocol (SNMP, else ONVIF, RTSP, "
-                                            "reachability), else 0.", "gauge")
-        self.collector_up = Metric("vigil_collector_up", "1 if the device answered this "
-                                                         "collector's latest poll.", "gauge")
-        self.reason = Metric("vigil_device_down_reason",
-                             "Why a collector's latest poll failed (label reason: timeout, "
-                             "refused, unreachable, auth, protocol, no_data, fault, "
-                             "unsupported, no_frames, host_down, error).", "gauge")
-        self.duration = Metric("vigil_device_poll_duration_seconds",
-                               "Wall time of the collector's latest poll.", "gauge")
-        self.success = Metric("vigil_device_last_success_timestamp_seconds",
-                              "Unix time of the collector's latest successful poll.", "gauge")
-        self.problems = Metric("vigil_device_poll_problems", "Values the latest poll could not "
-                                                             "read (see `vigil poll DEVICE`).",
-                               "gauge")
-        self.inventory = Metric("vigil_device_inventory", "Inventory and topology of each "
-                                                          "device (labels), value 1.", "info")
-        self.event = Metric("vigil_event", "Latest value of an event the device pushed (SNMP "
-                                           "trap, ONVIF event): 1 raised, 0 cleared.", "gauge")
-        self.events = Metric("vigil_events", "Events of this kind received since the agent "
-                                             "started.", "counter")
-        self.event_time = Metric("vigil_event_last_timestamp_seconds",
-                                 "Unix time of the latest event of this kind.", "gauge")
-        self.readings: dict[str, Metric] = {}
+        self.lines: dict[str, list[str]] = {}          # sample name -> its lines
+        self.kinds: dict[str, tuple[str, str]] = {}    # sample name -> (help, type)
+
+    def fixed(self, family: _Fixed, labels: dict[str, str], value: float) -> None:
+        self._line(family.sample, family.documentation, family.kind, labels, value)
 
     def add(self, spec: MetricSpec, labels: dict[str, str], value: float) -> None:
-        family = self.readings.get(spec.name)
-        if family is None:
-            family = self.readings[spec.name] = _family(spec)
-        if spec.type == "counter":
-            family.add_sample(family.name + "_total", labels, value)
-        else:
-            family.add_sample(PREFIX + spec.name, labels, value)
+        kind = spec.type if spec.type in ("counter", "info") else "gauge"
+        self._line(PREFIX + spec.name, spec.help, kind, labels, value)
 
-    def all(self) -> Iterator[Metric]:
-        yield from (self.up, self.collector_up, self.reason, self.duration, self.success,
-                    self.problems, self.inventory, self.event, self.events, self.event_time)
-        yield from self.readings.values()
+    def _line(self, name: str, documentation: str, kind: str, labels: dict[str, str],
+              value: float) -> None:
+        lines = self.lines.get(name)
+        if lines is None:
+            lines = self.lines[name] = []
+            self.kinds[name] = (documentation, kind)
+        pairs = ",".join(f'{key}="{_escape(text)}"' for key, text in sorted(labels.items()))
+        lines.append(f"{name}{{{pairs}}} {floatToGoString(value)}\n" if pairs
+                     else f"{name} {floatToGoString(value)}\n")
 
 
-def _family(spec: MetricSpec) -> Metric:
-    if spec.type == "counter":
-        return Metric(PREFIX + spec.name[: -len("_total")], spec.help, "counter")
-    if spec.type == "info":
-        return Metric(PREFIX + spec.name[: -len("_info")], spec.help, "info")
-    return Metric(PREFIX + spec.name, spec.help, "gauge")
+def _escape(value: str) -> str:
+    """A label value escaped as generate_latest does it."""
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def _header(name: str, documentation: str, kind: str) -> bytes:
+    """HELP and TYPE lines of the family whose samples are called `name`, written by
+    prometheus_client itself (its escaping of help texts, its naming of types)."""
+    family = name.removesuffix({"counter": "_total", "info": "_info"}.get(kind, "\0"))
+    return generate_latest(_Once(iter([Metric(family, documentation, kind)])))
 
 
 class StatePage:
@@ -154,22 +181,19 @@ class StatePage:
             self._catalogue = catalogue
             if changed:  # a reload that changed help texts or families: all rendered again
                 self._generation += 1
-                self._headers = {}
-                self._split(_Families())  # the fixed families first, even when empty
+                self._headers = {family.sample: _header(family.sample, family.documentation,
+                                                        family.kind)
+                                 for family in _Families.FIXED}  # first, even when empty
         return catalogue
 
     def _split(self, families: _Families) -> dict[str, bytes]:
-        """Render with prometheus_client, then cut into each family's sample lines; a family
-        seen for the first time has its header kept (appended to the page's order)."""
-        text = generate_latest(_Once(families.all()))
+        """Each family's sample lines; a family seen for the first time has its header kept
+        (appended to the page's order)."""
         out: dict[str, bytes] = {}
-        for chunk in text.split(b"# HELP ")[1:]:
-            name = chunk[:chunk.index(b" ")].decode()
-            help_line, type_line, samples = chunk.split(b"\n", 2)
+        for name, lines in families.lines.items():
             if name not in self._headers:
-                self._headers[name] = b"# HELP " + help_line + b"\n" + type_line + b"\n"
-            if samples:
-                out[name] = samples
+                self._headers[name] = _header(name, *families.kinds[name])
+            out[name] = "".join(lines).encode()
         return out
 
 
@@ -206,25 +230,23 @@ def _add_device(f: _Families, entry: DeviceState, catalogue: dict[str, MetricSpe
                 site_names: dict[str, str]) -> None:
     device = entry.device
     base = {"device": device.id, "site": device.site, "kind": device.kind}
-    f.inventory.add_sample("vigil_device_inventory_info", _inventory_labels(entry, site_names),
-                           1)
+    f.fixed(f.inventory, _inventory_labels(entry, site_names), 1)
     results = list(entry.results.values())
     primary = next((entry.results[c] for c in PRIMARY if c in entry.results), None)
     if primary is not None:
-        f.up.add_sample("vigil_device_up", base, 1.0 if primary.up else 0.0)
+        f.fixed(f.up, base, 1.0 if primary.up else 0.0)
     info: dict[str, dict[str, str]] = {}
     for result in results:
         labels = {**base, "collector": result.collector}
-        f.collector_up.add_sample("vigil_collector_up", labels, 1.0 if result.up else 0.0)
-        f.duration.add_sample("vigil_device_poll_duration_seconds", labels, result.duration)
-        f.problems.add_sample("vigil_device_poll_problems", labels, len(result.problems))
+        f.fixed(f.collector_up, labels, 1.0 if result.up else 0.0)
+        f.fixed(f.duration, labels, result.duration)
+        f.fixed(f.problems, labels, len(result.problems))
         good = entry.good.get(result.collector)
         if good is not None:
-            f.success.add_sample("vigil_device_last_success_timestamp_seconds", labels,
+            f.fixed(f.success, labels,
                                  good.timestamp)
         if not result.up:
-            f.reason.add_sample("vigil_device_down_reason",
-                                {**labels, "reason": result.reason or "error"}, 1)
+            f.fixed(f.reason, {**labels, "reason": result.reason or "error"}, 1)
         # a failed poll keeps only what it measured itself (e.g. an RTSP stream that was set
         # up but sent no frame: its DESCRIBE and video_signal_lost), never values of an
         # earlier poll
@@ -243,9 +265,9 @@ def _add_device(f: _Families, entry: DeviceState, catalogue: dict[str, MetricSpe
         f.add(catalogue[name], {**base, **labels}, 1.0)
     for event in list(entry.events.values()):
         labels = {**base, **event.reading.labels}
-        f.event.add_sample("vigil_event", labels, event.reading.value)
-        f.events.add_sample("vigil_events_total", labels, event.count)
-        f.event_time.add_sample("vigil_event_last_timestamp_seconds", labels,
+        f.fixed(f.event, labels, event.reading.value)
+        f.fixed(f.events, labels, event.count)
+        f.fixed(f.event_time, labels,
                                 event.reading.timestamp)
 
 
@@ -296,7 +318,8 @@ class AgentMetrics:
                                                         "against the monotonic clock.",
                                    registry=registry)
         self.lag = Histogram("vigil_poll_lag_seconds", "Delay from a poll's scheduled time to "
-                                                       "its start (queueing for a poll slot).",
+                                                       "its start (queueing for a poll slot), "
+                                                       "per collector.", ["collector"],
                              buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
                              registry=registry)
         self.in_flight = Gauge("vigil_polls_in_flight", "Polls running now.", registry=registry)

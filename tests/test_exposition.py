@@ -9,9 +9,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.exporter import StatePage
+from agent.exporter import StatePage, _Families, _header, _Once
 from agent.inventory import load_inventory
 from agent.state import State
 from agent.yamlfile import Document
@@ -155,3 +159,29 @@ def test_scrapes_on_a_thread_while_polls_come_in_always_parse() -> None:
     last = pages[-1]
     assert all(value(last, "vigil_ups_battery_charge_ratio", device=d) == 39 / 40
                for d in devices)
+
+
+# --- the page's lines are the ones prometheus_client writes ----------------------------
+
+label_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(labels=st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True),
+                              label_text, max_size=4),
+       value=st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                       st.integers(-2**53, 2**53)),
+       kind=st.sampled_from(["gauge", "counter", "info"]),
+       documentation=label_text)
+def test_lines_and_headers_are_generate_latest_s(labels, value, kind, documentation) -> None:
+    """StatePage writes sample lines itself (for speed): byte for byte what generate_latest
+    writes for the same family, escaping, label order and number format included."""
+    name = {"gauge": "vigil_x", "counter": "vigil_x_total", "info": "vigil_x_info"}[kind]
+    families = _Families()
+    families.add(MetricSpec(name.removeprefix("vigil_"), kind, documentation), labels, value)
+    family = Metric(name.removesuffix({"counter": "_total", "info": "_info"}.get(kind, "")),
+                    documentation, kind)
+    family.add_sample(name, labels, value)
+    expected = generate_latest(_Once(iter([family])))
+    ours = _header(name, *families.kinds[name]) + "".join(families.lines[name]).encode()
+    assert ours == expected
