@@ -9,7 +9,7 @@ re-plans the job; anything else keeps its rhythm.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent.config import Config
@@ -53,6 +53,20 @@ def snmp_job(config: Config, device: Device) -> SnmpJob:
     return SnmpJob(device.id, target, device.profile, limits, deadline)
 
 
+def _snmp_maker(job: SnmpJob, state: State) -> Callable[[], SnmpJob]:
+    """A device whose last SNMP poll timed out is asked without retries until it answers
+    again: the ~850 devices behind a dead aggregation switch then hold a poll slot for one
+    timeout each, not (retries + 1), and the devices that answer keep their slots (Zabbix
+    keeps separate pollers for unreachable hosts for the same reason)."""
+    once = replace(job, target=replace(job.target, retries=0))
+
+    def make() -> SnmpJob:
+        entry = state.devices.get(job.device)
+        last = entry.results.get("snmp") if entry is not None else None
+        return once if last is not None and last.reason == "timeout" else job
+    return make
+
+
 def _login(config: Config, name: str | None) -> Login:
     login = config.credentials[name or ""]
     assert isinstance(login, Login)  # checked at load
@@ -70,7 +84,8 @@ def plans_for(config: Config, device: Device, state: State) -> list[Plan]:
     plans: list[Plan] = []
     if device.polls_snmp:
         job = snmp_job(config, device)
-        plans.append(Plan(device.id, "snmp", config.interval(device), job, _fixed(job)))
+        plans.append(Plan(device.id, "snmp", config.interval(device), job,
+                          _snmp_maker(job, state)))
     if device.onvif is not None:
         from collectors.onvif.collector import OnvifJob
 

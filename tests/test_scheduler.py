@@ -10,6 +10,7 @@ import pytest
 
 from agent.config import load_config
 from agent.daemon import Agent
+from collectors.reading import PollResult
 from tests import peers
 from tests.test_daemon import write_config
 
@@ -92,6 +93,47 @@ def test_dead_devices_hold_slots_only_until_their_deadline(recordings_sim, tmp_p
     # the live devices were polled again and again beside the dead ones
     assert agent.registry.get_sample_value("vigil_polls_total",
                                            {"kind": "ups", "collector": "snmp"}) >= 2
+
+
+@pytest.mark.faults
+def test_a_device_that_timed_out_is_asked_once_until_it_answers(recordings_sim, tmp_path):
+    """Dead devices must not hold poll slots for every retry: after a timeout with its
+    retries, the device is asked once per poll; once it answers, with retries again."""
+    sockets = silent_ports(1)
+    path = write_config(tmp_path, recordings_sim, ["deltaups"], interval="4s",
+                        extra_devices=dead_devices(sockets).replace("timeout: 5s, retries: 3",
+                                                                    "timeout: 1s, retries: 2"))
+    path.write_text(path.read_text() + "reachability: {enabled: false}\n")
+    config = load_config(path)
+
+    async def run():
+        agent = Agent(config)
+        await agent.start()
+        seen: list[tuple[str, float]] = []
+        try:
+            deadline = time.time() + 14
+            while time.time() < deadline and len(seen) < 3:
+                last = agent.state.devices["dead-0"].results.get("snmp")
+                if last is not None and (not seen or last.timestamp != seen[-1][1]):
+                    seen.append((last.detail, last.timestamp))
+                    durations.append(last.duration)
+                await asyncio.sleep(0.05)
+            plan = agent.scheduler.plans["dead-0/snmp"]
+            asking_once = plan.make_job().target.retries
+            agent.state.update(PollResult("dead-0", time.time(), 0.01, True, collector="snmp"))
+            return seen, asking_once, plan.make_job().target.retries
+        finally:
+            await agent.stop()
+
+    durations: list[float] = []
+    seen, asking_once, answered = asyncio.run(run())
+    for sock in sockets:
+        sock.close()
+    assert len(seen) == 3, seen
+    assert seen[0][0].startswith("no response after 3 tries of 1s"), seen
+    assert all(detail.startswith("no response after 1 try of 1s") for detail, _ in seen[1:])
+    assert durations[0] >= 2.9 and all(0.9 <= d < 1.5 for d in durations[1:]), durations
+    assert (asking_once, answered) == (0, 2)
 
 
 def test_each_collector_has_its_own_slots_and_a_plan_without_a_job_is_looked_at_again(

@@ -17,7 +17,14 @@ import random
 import socket
 from typing import Any, Literal, Protocol
 
-from collectors.snmp.engine import ERROR_STATUS_NAMES, PduError, SnmpError, Target, VarBind
+from collectors.snmp.engine import (
+    ERROR_STATUS_NAMES,
+    PduError,
+    SnmpError,
+    Target,
+    VarBind,
+    no_response,
+)
 
 Kind = Literal["get", "get_next", "get_bulk"]
 
@@ -119,5 +126,5 @@ class CommunitySession:
                 if status:
                     raise PduError(status, index, ERROR_STATUS_NAMES.get(status, "unknown"))
                 return varbinds
-        raise SnmpError("timeout", f"no response after {tries} tries of {self.target.timeout:g}s "
-                                   f"(device down, wrong community, or ACL)")
+        raise SnmpError("timeout", f"{no_response(self.target)} (device down, wrong "
+                                   f"community, or ACL)")

@@ -90,6 +90,12 @@ class Target:
     retries: int
 
 
+def no_response(target: Target) -> str:
+    """How a timeout is told: every try, and each try's timeout."""
+    tries = target.retries + 1
+    return f"no response after {tries} {'try' if tries == 1 else 'tries'} of {target.timeout:g}s"
+
+
 class Session(Protocol):
     """Requests to one device. Opened per poll; closing it releases the socket."""
 

@@ -40,6 +40,7 @@ from collectors.snmp.engine import (
     SnmpError,
     Target,
     VarBind,
+    no_response,
 )
 from collectors.snmp.pysnmp_engine import PysnmpEngine
 
@@ -107,8 +108,8 @@ def _map_error(exc: Exception, target: Target) -> Exception:
 
     text = str(exc).strip()
     if isinstance(exc, ez.TimeoutError):
-        return SnmpError("timeout", f"no response after {target.retries + 1} tries of "
-                                    f"{target.timeout:g}s (device down, wrong community, or ACL)")
+        return SnmpError("timeout", f"{no_response(target)} (device down, wrong community, "
+                                    f"or ACL)")
     if isinstance(exc, ez.NoSuchNameError):
         return PduError(NO_SUCH_NAME, 0, "noSuchName")
     lowered = text.lower()

@@ -39,6 +39,7 @@ from collectors.snmp.engine import (
     SnmpError,
     Target,
     VarBind,
+    no_response,
 )
 
 _TAGS = {
@@ -173,8 +174,8 @@ def _v3_reason(indication: Any, target: Target) -> SnmpError:
     """Map pysnmp's v3 error indications onto the documented reasons, in one place."""
     text = str(indication)
     if isinstance(indication, errind.RequestTimedOut):
-        return SnmpError("timeout", f"no response after {target.retries + 1} tries of "
-                                    f"{target.timeout:g}s (device down, or wrong v3 user/engine)")
+        return SnmpError("timeout", f"{no_response(target)} (device down, or wrong v3 "
+                                    f"user/engine)")
     auth_failures = (errind.WrongDigest, errind.AuthenticationFailure, errind.AuthenticationError,
                      errind.DecryptionError, errind.UnknownUserName, errind.UnknownSecurityName,
                      errind.UnsupportedSecurityLevel, errind.NotInTimeWindow)

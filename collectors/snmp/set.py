@@ -15,7 +15,7 @@ from typing import Any
 from pysnmp.hlapi.v3arch import asyncio as v3
 from pysnmp.proto import errind, rfc1902
 
-from collectors.snmp.engine import ERROR_STATUS_NAMES, EXCEPTIONS, Target, VarBind
+from collectors.snmp.engine import ERROR_STATUS_NAMES, EXCEPTIONS, Target, VarBind, no_response
 from collectors.snmp.pysnmp_engine import _AUTH, _PRIV, convert
 
 
@@ -93,9 +93,8 @@ class SnmpWriter:
         where = f"{self.target.address}:{self.target.port}"
         if indication:
             if isinstance(indication, errind.RequestTimedOut):
-                raise SetError("timeout", f"{op} to {where}: no response after "
-                                          f"{self.target.retries + 1} tries of "
-                                          f"{self.target.timeout:g}s")
+                raise SetError("timeout", f"{op} to {where}: "
+                                          f"{no_response(self.target)}")
             if "auth" in str(indication).lower() or "user" in str(indication).lower():
                 raise SetError("auth", f"{op} to {where}: {indication}")
             raise SetError("protocol", f"{op} to {where}: {indication}")
