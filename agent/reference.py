@@ -165,7 +165,8 @@ def metrics_reference() -> str:
              "their time (misfire grace) |",
              "| `vigil_clock_jumps_total` | counter | wall-clock jumps of 5 s or more "
              "(agent/clock.py) |",
-             "| `vigil_poll_lag_seconds` | histogram | scheduled time → start of a poll |",
+             "| `vigil_poll_lag_seconds` | histogram | scheduled time → start of a poll, per "
+             "collector |",
              "| `vigil_polls_in_flight` | gauge | polls running now |",
              "| `vigil_snmp_requests_total`, `vigil_snmp_varbinds_total` | counter | SNMP "
              "traffic |",

@@ -168,11 +168,13 @@ class PollScheduler:
                 plan = self.plans.get(key)
                 if plan is None:
                     return
+                scheduled = time.time()  # late for want of a job, not for want of a slot
             semaphore = self.semaphores.get(plan.collector)
             if semaphore is None:
                 semaphore = self.semaphores[plan.collector] = asyncio.Semaphore(self.limit)
             async with semaphore:
-                self.metrics.lag.observe(max(0.0, time.time() - scheduled))
+                self.metrics.lag.labels(plan.collector).observe(
+                    max(0.0, time.time() - scheduled))
                 await self.poll(plan.device, plan.collector)
         except asyncio.CancelledError:
             return  # the agent is stopping: a poll cut short is not an error to log

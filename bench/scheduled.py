@@ -72,9 +72,13 @@ class LagRecorder:
         self.histogram = histogram
         self.values: list[tuple[float, float]] = []
 
+    def labels(self, collector: str) -> LagRecorder:
+        self.child = self.histogram.labels(collector)
+        return self
+
     def observe(self, value: float) -> None:
         self.values.append((time.time(), value))
-        self.histogram.observe(value)
+        self.child.observe(value)
 
 
 def _total(metric) -> float:
