@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -35,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.fleet import proc_cpu, say
+from bench.fleet import proc_cpu, proc_cpu_precise, say
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "agent" / "demo" / "rtsp_server.py"
@@ -105,6 +106,12 @@ class Server:
         self.log.close()
 
 
+def _cpu_with_decoders() -> float:
+    """CPU of this process and of the collector's decoder processes (its children)."""
+    return time.process_time() + sum(proc_cpu_precise(child.pid)
+                                     for child in multiprocessing.active_children())
+
+
 def probe_cost(server: Server, path: str, seconds: float, probes: int, samples: int) -> dict:
     from collectors.rtsp.collector import RtspCollector, RtspJob
     from collectors.video.quality import QualityThresholds
@@ -116,9 +123,9 @@ def probe_cost(server: Server, path: str, seconds: float, probes: int, samples: 
             for _ in range(probes):
                 job = RtspJob("bench", server.url(path), decode_seconds=seconds, timeout=5,
                               deadline=seconds + 20)
-                before, wall = time.process_time(), time.monotonic()
+                before, wall = _cpu_with_decoders(), time.monotonic()
                 result = await collector.poll(job)
-                cpu.append(time.process_time() - before)
+                cpu.append(_cpu_with_decoders() - before)
                 walls.append(time.monotonic() - wall)
                 if not result.up:
                     raise SystemExit(f"probe of {path} failed: {result.reason} {result.detail}")
