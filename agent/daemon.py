@@ -152,6 +152,8 @@ class Agent:
                 and old.max_decodes == config.settings.rtsp.max_decodes
             wanted["rtsp"] = old if same else RtspCollector(
                 thresholds, config.settings.rtsp.max_decodes)
+            if config.settings.rtsp.decode_seconds > 0:
+                wanted["rtsp"].start()
         if config.settings.reachability.enabled:
             from collectors.reach.collector import ReachCollector
 

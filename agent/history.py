@@ -39,6 +39,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from agent.exporter import PRIMARY
 from agent.history_models import DEVICE_COLLECTOR
 from agent.history_store import Batch, HistoryStore, local_day
@@ -356,9 +358,15 @@ class HistoryRunner:
             self._queue(self.recorder.take(boundary))
         if not self.ready or not await self._write_pending():
             return
-        await self._roll_up(boundary, now)
-        if self.last_prune != local_day(utc(now), self.zone):
-            await self.prune(now)
+        try:
+            await self._roll_up(boundary, now)
+            if self.last_prune != local_day(utc(now), self.zone):
+                await self.prune(now)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:  # the store went away
+            if not self._failing:
+                log.error("history: cannot roll up or prune (%s); tried again at the next "
+                          "bucket", exc)
+            self._failing = True
 
     async def close(self) -> None:
         """Stop: write what is finished and the bucket in progress as far as it got."""
@@ -428,10 +436,10 @@ class HistoryRunner:
 
     async def prune(self, now: float) -> dict[str, int]:
         """Delete rows past their retention (see HistoryStore.prune)."""
-        self.last_prune = local_day(utc(now), self.zone)
         deleted = await self.store.prune(
             utc(now - self.options.retention_5m),
             local_day(utc(now - self.options.retention_daily), self.zone))
+        self.last_prune = local_day(utc(now), self.zone)
         if any(deleted.values()):
             log.info("history: retention deleted %s",
                      ", ".join(f"{n} {t}" for t, n in deleted.items() if n))

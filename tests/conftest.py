@@ -1,6 +1,5 @@
 """Shared fixtures: the recordings served by snmpsim, polling them the daemon's way, and
-ticket-store databases (SQLite files, a throwaway PostgreSQL); how the suite is split over
-pytest-xdist workers."""
+ticket-store databases (SQLite files, a throwaway PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -88,20 +87,6 @@ def info(result: PollResult, metric: str = "device_info") -> dict[str, str]:
     found = [r.labels for r in result.readings if r.metric == metric]
     assert found, f"no {metric} for {result.device}"
     return found[0]
-
-
-# Modules whose tests run the demo district: its devices have fixed loopback addresses and
-# ports (agent/demo/site.py), so two of them must never run at once.
-SAME_WORKER = {"test_demo": "demo", "test_dashboards": "demo"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup` (scripts/test): a module's tests stay on one worker (its
-    module-scoped peers start once), and the demo modules share one."""
-    for item in items:
-        module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(module, module)))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -7,6 +7,7 @@ CI=true, where a missing peer fails: CI must never pass by skipping.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -291,3 +292,16 @@ def fast_rules(work: Path, wait: str = "3s") -> str:
                                               path.read_text(encoding="utf-8")),
                                        encoding="utf-8")
     return str(rules / "*.yaml")
+
+
+@contextmanager
+def demo_site() -> Iterator[None]:
+    """The demo district's fixed loopback addresses and ports (agent/demo/site.py) for one
+    test at a time across the pytest-xdist workers: an exclusive lock on a file, held until
+    the test's demo has stopped."""
+    with open(Path("/tmp") / "vigil-tests-demo-site.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -210,7 +210,14 @@ def _substituted(expr: str, site: str, device: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo_site():
+    """The demo's addresses, for this module alone (another worker may run a demo too)."""
+    with peers.demo_site():
+        yield
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, demo_site):
     """The demo on loopback with Prometheus; yields (Prometheus URL, start time)."""
     peers.program("prometheus", "/usr/bin")
     work = tmp_path_factory.mktemp("dashboards")

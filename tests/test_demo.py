@@ -51,6 +51,13 @@ def demo_config(community):
     return load_config(DEMO / "agent.yaml")
 
 
+@pytest.fixture
+def demo_site():
+    """The demo's addresses, for this test alone (another worker may run a demo too)."""
+    with peers.demo_site():
+        yield
+
+
 # -- the configuration -------------------------------------------------------------------------
 
 def test_vigil_check_accepts_the_demo_config():
@@ -245,7 +252,8 @@ def _answers(endpoint: tuple[str, int], community: str) -> bool:
         return False
 
 
-def test_every_device_is_generated_and_read_by_its_profile(demo_config, community, tmp_path):
+def test_every_device_is_generated_and_read_by_its_profile(demo_config, demo_site, community,
+                                                           tmp_path):
     inventory = demo_config.inventory
     generated = generate(inventory, tmp_path, community, t0=time.time() + 3600)  # no event yet
     assert generated.devices == list(inventory.devices)
@@ -355,7 +363,7 @@ def _value(url: str, expr: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def test_vigil_demo_end_to_end(demo_config, tmp_path):
+def test_vigil_demo_end_to_end(demo_config, demo_site, tmp_path):
     """`vigil demo` with Prometheus, the timeline played 5x faster: every device is scraped,
     the scripted events show in Prometheus, every camera fault is seen on its camera and on
     no healthy one, and SIGINT leaves no process behind."""
@@ -526,7 +534,7 @@ def test_centre_branches_split_the_district_into_valid_inventories(demo_config, 
     assert len({c.settings.tickets.url for c in configs}) == 1
 
 
-def test_vigil_demo_centre_end_to_end(demo_config, tmp_path):
+def test_vigil_demo_centre_end_to_end(demo_config, demo_site, tmp_path):
     """`vigil demo --centre`: three branch agents on 127.0.0.2-4 scraped by the centre's
     Prometheus (its recording rules over every camera site), one shared ticket store (a branch
     lists another branch's tickets), one Alertmanager that the agents post to; SIGINT leaves

@@ -94,13 +94,20 @@ class RtspCollector:
         self._closed = False
 
     def _decoders(self) -> ProcessPoolExecutor:
-        """The decoder processes, started at the first decode (again after a crash)."""
+        """The decoder processes (again after a crash). Each is started and has FFmpeg loaded
+        before its first stream (about 2 s): a probe's window is not spent starting one."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.max_decodes, mp_context=_CONTEXT,
                 initializer=_decoder_started, initargs=(self._stopping,),
                 max_tasks_per_child=DECODES_PER_PROCESS)
+            for _ in range(self.max_decodes):
+                self._pool.submit(_ready)
         return self._pool
+
+    def start(self) -> None:
+        """Start the decoder processes now rather than at the first probe."""
+        self._decoders()
 
     async def close(self) -> None:
         """Stop the decodes in progress (each ends at its next packet or read timeout) and
@@ -247,6 +254,11 @@ def _decoder_started(stopping) -> None:
     global _stopping
     _stopping = stopping
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import av  # noqa: F401 - loaded once here, not in a probe's time
+
+
+def _ready() -> None:
+    """A no-op task: makes the pool start a decoder process."""
 
 
 _stopping = None  # in a decoder process: the agent's stop flag (multiprocessing Event)
