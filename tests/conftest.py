@@ -89,6 +89,17 @@ def info(result: PollResult, metric: str = "device_info") -> dict[str, str]:
     return found[0]
 
 
+SERIAL = {"test_demo", "test_dashboards", "test_cameras"}
+"""Modules run after the rest, alone (scripts/test): the demo district on its fixed addresses,
+and video decoding whose timing another heavy module on the other core upsets."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.stem in SERIAL:
+            item.add_marker(pytest.mark.serial)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI=true nothing may pass by skipping: a skipped test fails the run."""
     if not peers.IN_CI or exitstatus != 0:
