@@ -181,6 +181,17 @@ def _call(url: str, token: str, body: dict[str, Any] | None = None) -> Any:
         return json.load(response)
 
 
+def _call_when_ready(url: str, token: str, body: dict[str, Any], deadline: float) -> Any:
+    """_call, again while the agent answers 503 (its stores still opening after start)."""
+    while True:
+        try:
+            return _call(url, token, body)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.time() > deadline:
+                raise
+        time.sleep(1)
+
+
 def _series(prom: str, expr: str, start: float | None = None) -> int:
     """How many series `expr` gives: instant, or over [start, now] like a graph panel."""
     params = {"query": expr}
@@ -243,8 +254,9 @@ def demo(tmp_path_factory, demo_site):
         state = json.loads(state_file.read_text())
         agent, prom = state["agent"], state["prometheus"]
         token = tokens["engineer"]
-        _call(f"{agent}/api/v1/grounding/ep-room/measurements", token,
-              {"ohm": 3.2, "instrument": "UT522 #A1234", "weather": "晴"})
+        _call_when_ready(f"{agent}/api/v1/grounding/ep-room/measurements", token,
+                         {"ohm": 3.2, "instrument": "UT522 #A1234", "weather": "晴"},
+                         started + 90)
         # the SPD trip (15 s) opens a ticket; its 3 s response limit escalates it ...
         _wait("an escalation in Prometheus", lambda: _series(
             prom, "vigil_ticket_escalations_total") > 0, started + 120, proc, log)
