@@ -73,8 +73,8 @@ LAG_BUDGET = 2.5
 of the demo's 15-s interval, a 24th of the fleet's 60 s). A bucket bound of
 vigil_poll_lag_seconds, so the share within it is counted exactly, not interpolated."""
 GROWTH_LIMIT = 0.10
-"""Flat: the median RSS and open FDs of the last quarter of the run after the warm-up exceed
-those of its first quarter (the baseline) by at most this share (FDs: plus 10; they follow
+"""Flat: the median RSS (of the agent with its decoders, and of the agent alone) and open FDs
+of the last quarter of the run after the warm-up exceed those of its first quarter (the baseline) by at most this share (FDs: plus 10; they follow
 the polls in flight)."""
 
 
@@ -82,6 +82,7 @@ the polls in flight)."""
 class Sample:
     t: float                    # seconds since the agent was ready
     rss_mib: float              # the agent and its decoder processes, as every figure here
+    agent_rss_mib: float        # the agent's own process (decoders are replaced every 500 probes)
     fds: int
     threads: int
     cpu_s: float
@@ -231,6 +232,7 @@ def sample(soak: Soak) -> Sample:
     return Sample(
         t=round(time.time() - soak.ready_at, 1),
         rss_mib=round(sum(_alive(proc_status_kb, pid, "VmRSS") for pid in tree) / 1024, 1),
+        agent_rss_mib=round(_alive(proc_status_kb, soak.agent_pid, "VmRSS") / 1024, 1),
         fds=sum(_alive(lambda p: len(os.listdir(f"/proc/{p}/fd")), pid) for pid in tree),
         threads=sum(_alive(proc_status_kb, pid, "Threads") for pid in tree),
         cpu_s=round(sum(_alive(proc_cpu, pid) for pid in tree)
@@ -362,7 +364,8 @@ def _sleep(soak: Soak, seconds: float) -> None:
 def _progress(soak: Soak) -> None:
     s = soak.samples[-1]
     if len(soak.samples) % max(1, int(300 / soak.args.sample)) == 1:
-        say(f"  [{s.t / 60:5.1f} min] RSS {s.rss_mib:7.1f} MiB  FDs {s.fds:4d}  threads "
+        say(f"  [{s.t / 60:5.1f} min] RSS {s.rss_mib:7.1f} MiB (agent alone "
+            f"{s.agent_rss_mib:.0f})  FDs {s.fds:4d}  threads "
             f"{s.threads:3d}  CPU {s.cpu_s:7.1f} s  machine {s.machine_cores:.2f} cores  "
             f"in budget {_pct(s.within_budget)}  lag p99 {_fmt(s.lag_p99_s, 's')}  down "
             f"{s.down}  faults {s.faults}")
@@ -426,23 +429,22 @@ def tracebacks(soak: Soak) -> list[str]:
 def report(soak: Soak) -> bool:
     args, samples = soak.args, soak.samples
     say("")
-    say(f"| min | RSS MiB | FDs | threads | CPU s | machine cores | polls within {LAG_BUDGET:g} s "
-        f"(5 min) | lag p99 s (5 min) | devices down | faults |")
-    say("|---|---|---|---|---|---|---|---|---|---|")
+    say(f"| min | RSS MiB | agent alone MiB | FDs | threads | CPU s | machine cores | "
+        f"polls within {LAG_BUDGET:g} s (5 min) | lag p99 s (5 min) | devices down | faults |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|")
     step = max(1, int(300 / args.sample))
     for s in samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else []):
-        say(f"| {s.t / 60:.0f} | {s.rss_mib:.0f} | {s.fds} | {s.threads} | {s.cpu_s:.0f} | "
+        say(f"| {s.t / 60:.0f} | {s.rss_mib:.0f} | {s.agent_rss_mib:.0f} | {s.fds} | "
+            f"{s.threads} | {s.cpu_s:.0f} | "
             f"{s.machine_cores:.2f} | {_pct(s.within_budget)} | "
             f"{'-' if s.lag_p99_s is None else f'{s.lag_p99_s:.3f}'} | {s.down} | {s.faults} |")
     warm = [s for s in samples if s.t >= min(WARMUP, args.duration / 4)]
     quarter = max(1, len(warm) // 4)
     first, last = warm[:quarter], warm[-quarter:]
     end = samples[-1]
-    rss = (statistics.median(s.rss_mib for s in first), statistics.median(s.rss_mib for s in last))
+    rss, alone = (_growth(warm, first, last, attr) for attr in ("rss_mib", "agent_rss_mib"))
     fds = (statistics.median(s.fds for s in first), statistics.median(s.fds for s in last))
     hours = (warm[-1].t - warm[0].t) / 3600 or 1.0
-    slope = (statistics.linear_regression([s.t for s in warm], [s.rss_mib for s in warm]).slope
-             * 3600 if len(warm) > 1 else 0.0)
     steady = int(end.t - warm[0].t)     # the lag budget, like memory, after the warm-up
     lag_whole = query(soak, f"histogram_quantile(0.99, sum by (le) (increase("
                             f"vigil_poll_lag_seconds_bucket[{steady}s])))")
@@ -466,10 +468,12 @@ def report(soak: Soak) -> bool:
         f"{sum(1 for i in soak.injections if i.kind == 'reboot')} reboots, "
         f"{sum(1 for i in soak.injections if i.kind == 'trapflood')} trap floods injected; "
         f"{polls and int(polls)} polls")
-    say(f"  RSS: median {rss[0]:.0f} MiB in the first quarter after the warm-up "
-        f"({warm[0].t / 60:.0f} min), {rss[1]:.0f} MiB in the last: ratio "
-        f"{rss[1] / rss[0]:.3f} (limit {1 + GROWTH_LIMIT:.2f}); trend {slope:+.1f} MiB/h "
-        f"over {hours:.2f} h; max {max(s.rss_mib for s in warm):.0f} MiB")
+    for what, (before, after, slope, top) in (("RSS (with decoders)", rss),
+                                              ("RSS of the agent alone", alone)):
+        say(f"  {what}: median {before:.0f} MiB in the first quarter after the warm-up "
+            f"({warm[0].t / 60:.0f} min), {after:.0f} MiB in the last: ratio "
+            f"{after / before:.3f} (limit {1 + GROWTH_LIMIT:.2f}); trend {slope:+.1f} MiB/h "
+            f"over {hours:.2f} h; max {top:.0f} MiB")
     say(f"  FDs: median {fds[0]:.0f} first quarter, {fds[1]:.0f} last; range after the warm-up "
         f"{min(s.fds for s in warm)}-{max(s.fds for s in warm)}")
     say(f"  polls started within the {LAG_BUDGET:g}-s budget after the warm-up: "
@@ -497,7 +501,7 @@ def report(soak: Soak) -> bool:
         "within_lag_budget": within,
         "tickets": held, "tracebacks": traces}, indent=1))
     checks = {
-        "rss flat": rss[1] <= rss[0] * (1 + GROWTH_LIMIT),
+        "rss flat": all(g[1] <= g[0] * (1 + GROWTH_LIMIT) for g in (rss, alone)),
         "fds flat": fds[1] <= fds[0] * (1 + GROWTH_LIMIT) + 10,
         "lag p99 in budget": within is not None and within >= 0.99,
         "no traceback": not traces,
@@ -509,6 +513,16 @@ def report(soak: Soak) -> bool:
     return all(checks.values())
 
 
+def _growth(warm: list[Sample], first: list[Sample], last: list[Sample],
+            attr: str) -> tuple[float, float, float, float]:
+    """Median of `attr` in the first and last quarter, its linear trend per hour, its max."""
+    values = [getattr(s, attr) for s in warm]
+    slope = (statistics.linear_regression([s.t for s in warm], values).slope * 3600
+             if len(warm) > 1 else 0.0)
+    return (statistics.median(getattr(s, attr) for s in first),
+            statistics.median(getattr(s, attr) for s in last), slope, max(values))
+
+
 def plot(soak: Soak) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -516,8 +530,10 @@ def plot(soak: Soak) -> None:
 
     t = [s.t / 60 for s in soak.samples]
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    ax1.plot(t, [s.rss_mib for s in soak.samples])
+    ax1.plot(t, [s.rss_mib for s in soak.samples], label="with its decoder processes")
+    ax1.plot(t, [s.agent_rss_mib for s in soak.samples], label="agent process alone")
     ax1.set_ylabel("agent RSS, MiB")
+    ax1.legend(loc="lower right")
     ax1.set_ylim(bottom=0)
     ax2.plot(t, [s.fds for s in soak.samples], color="tab:orange")
     ax2.set_ylabel("open FDs")
