@@ -74,8 +74,8 @@ of the demo's 15-s interval, a 24th of the fleet's 60 s). A bucket bound of
 vigil_poll_lag_seconds, so the share within it is counted exactly, not interpolated."""
 GROWTH_LIMIT = 0.10
 """Flat: the median RSS (of the agent with its decoders, and of the agent alone) and open FDs
-of the last quarter of the run after the warm-up exceed those of its first quarter (the baseline) by at most this share (FDs: plus 10; they follow
-the polls in flight)."""
+of the last quarter of the run after the warm-up exceed those of its first quarter (the
+baseline) by at most this share (FDs: plus 10; they follow the polls in flight)."""
 
 
 @dataclass
