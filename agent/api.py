@@ -18,6 +18,7 @@ stops tickets from opening. Errors are JSON `{"error": "..."}` with status 400 (
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -73,14 +74,17 @@ def add_routes(app: web.Application, agent_key: web.AppKey, auth: Authenticator)
         raw = request.query.get("limit", "100")
         if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_HISTORY:
             return _error(400, f"limit: an integer 1-{MAX_HISTORY}")
-        out = [_summary(f) for f in engine.history if _wanted(f, request.query)][:int(raw)]
+        q = request.query
+        found = engine.history.matching(q.get("rule") or None, q.get("level") or None,
+                                        q.get("site") or None, q.get("device") or None)
+        out = [_summary(f) for f in itertools.islice(
+            (f for f in found if _wanted(f, q)), int(raw))]
         return web.json_response(out, dumps=_dumps)
 
     async def one(request: web.Request) -> web.Response:
         engine = agent(request).rules.engine
         key = request.match_info["key"]
-        fault = engine.active.get(key) or next((f for f in engine.history if f.key == key),
-                                               None)
+        fault = engine.active.get(key) or engine.history.find(key)
         if fault is None:
             return _error(404, f"no fault '{key}'")
         return web.json_response(fault.to_dict(), dumps=_dumps)

@@ -25,7 +25,7 @@ from agent.state import DeviceState, State
 from collectors.reading import PollResult
 from rules.annotate import render
 from rules.expr import COLLECTORS, Expression
-from rules.faults import Fault, fault_from_dict, fault_key
+from rules.faults import Fault, ResolvedFaults, fault_from_dict, fault_key
 from rules.load import CompiledRule, RuleSet
 from rules.silences import Silence, matches_all, silence_from_dict
 from rules.topology import Topology
@@ -119,7 +119,7 @@ class Engine:
         self.selected: dict[str, list[str]] = {}
         self.instances: dict[tuple, _Instance] = {}
         self.active: dict[str, Fault] = {}
-        self.history: deque[Fault] = deque(maxlen=settings.history or None)
+        self.history = ResolvedFaults(settings.history)
         self.silences: dict[str, Silence] = {}
         self.views: dict[str, View] = {}
         self.counters: dict[tuple, tuple[float, float, float, float]] = {}
@@ -147,8 +147,7 @@ class Engine:
                 self._resolve(fault, now, "rule removed")
         self.instances = {k: v for k, v in self.instances.items() if k[0] in names}
         self.rules, self.settings = rules, settings
-        if self.history.maxlen != (settings.history or None):
-            self.history = deque(self.history, maxlen=settings.history or None)
+        self.history.resize(settings.history)
         self.memo.clear()
         self._last.clear()
         self._no_data.clear()
@@ -670,7 +669,7 @@ class Engine:
         self.active.pop(fault.key, None)
         self._group_members.pop(fault.key, None)
         if fault.fired_at is not None:
-            self.history.appendleft(fault)
+            self.history.add(fault)
         self.changed.append(fault)
 
     def _expire_unseen(self, judged: set[str], now: float) -> None:
@@ -868,8 +867,16 @@ class Engine:
 
     def restore_history(self, raws: list[dict[str, Any]]) -> None:
         """Resolved faults from before a restart, oldest first."""
+        bad = 0
         for raw in raws:
-            self.history.appendleft(fault_from_dict(raw))
+            try:
+                fault_from_dict(raw)     # the fields a Fault needs, or it is skipped
+            except TypeError:
+                bad += 1
+                continue
+            self.history.add_raw(raw)
+        if bad:
+            log.warning("%d resolved fault(s) in the saved history lack fields: skipped", bad)
 
     def restore(self, data: dict[str, Any]) -> None:
         """Faults and silences from before a restart: a firing fault goes on firing (same key,

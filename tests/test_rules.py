@@ -15,6 +15,7 @@ from agent.yamlfile import ConfigErrors, Document
 from collectors.reading import PollResult, Reading
 from collectors.snmp.profile import load_profiles
 from rules.engine import Engine
+from rules.faults import Fault
 from rules.load import RuleSet, known_from, load_rules
 from rules.silences import new_silence
 
@@ -639,6 +640,70 @@ def test_the_history_file_keeps_the_newest_and_skips_a_torn_line(tmp_path):
     again.append([{"key": "c"}, {"key": "d"}, {"key": "e"}])   # 6 lines: compacted
     assert [r["key"] for r in HistoryFile(path, keep=3).load()] == ["c", "d", "e"]
     assert len(path.read_text().splitlines()) == 3
+
+
+def _resolved(n: int, site: str = "dh", level: int = 3) -> Fault:
+    """An unreachable switch's fault as the engine resolves it: texts, a scene record with
+    each collector's state and readings, its event history."""
+    f = Fault(key=f"SwitchUnreachable:sw-{n}", rule="SwitchUnreachable", group="network",
+              subject=f"sw-{n}", device=f"sw-{n}", site=site, kind="access_switch",
+              series={}, labels={"team": "network"}, level=level, state="resolved",
+              pending_since=T0 + n, last_seen=T0 + n + 90, fired_at=T0 + n + 60,
+              resolved_at=T0 + n + 300,
+              texts={"summary": {"zh": f"交换机 sw-{n} 不可达", "en": f"switch sw-{n} down"}})
+    f.evidence = {"at": T0 + n, "inputs": {"up": 0.0},
+                  "collectors": {c: {"up": False, "reason": "timeout", "detail": "no answer",
+                                     "at": T0 + n} for c in ("snmp", "icmp")},
+                  "readings": [["if_oper_status", {"ifName": f"ge0/{p}"}, 1.0]
+                               for p in range(8)]}
+    for what in ("pending", "firing", "resolved"):
+        f.event(T0 + n, what, level=level)
+    return f
+
+
+def test_resolved_faults_are_kept_compact_newest_first_and_read_back_whole():
+    """The in-memory history of resolved faults (API, CLI): bounded, newest first, filtered
+    before decoding, every field read back as it was; and 5,000 of them cost a fraction of
+    what 5,000 Fault objects do (the soak's agent grew while they filled the bound)."""
+    import tracemalloc
+
+    from rules.faults import ResolvedFaults
+
+    history = ResolvedFaults(keep=3)
+    faults = [_resolved(1), _resolved(2, site="xc", level=1), _resolved(3), _resolved(4)]
+    for f in faults:
+        history.add(f)
+    assert len(history) == 3 and history.keep == 3
+    assert [f.key for f in history] == [f"SwitchUnreachable:sw-{n}" for n in (4, 3, 2)]
+    assert history[0].to_dict() == faults[3].to_dict()
+    assert [f.key for f in history.matching(site="xc")] == ["SwitchUnreachable:sw-2"]
+    assert [f.key for f in history.matching(level="3", rule="SwitchUnreachable")] == \
+        ["SwitchUnreachable:sw-4", "SwitchUnreachable:sw-3"]
+    assert list(history.matching(device="sw-1")) == []    # beyond the bound
+    assert history.find("SwitchUnreachable:sw-3").evidence == faults[2].evidence
+    assert history.find("SwitchUnreachable:sw-1") is None
+    history.resize(2)
+    assert [f.key for f in history] == ["SwitchUnreachable:sw-4", "SwitchUnreachable:sw-3"]
+
+    def size(build) -> int:
+        tracemalloc.start()
+        try:
+            kept = build()
+            used = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert kept
+        return used
+
+    def compact():
+        h = ResolvedFaults(keep=5000)
+        for n in range(5000):
+            h.add(_resolved(n))
+        return h
+
+    as_faults = size(lambda: [_resolved(n) for n in range(5000)])
+    as_compact = size(compact)
+    assert as_compact < 0.4 * as_faults, (as_compact, as_faults)
 
 
 def test_an_old_faults_json_history_moves_to_the_history_file(tmp_path):
