@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -369,6 +371,40 @@ async def _watchdog(interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+TRACEMALLOC_ENV = "VIGIL_TRACEMALLOC"
+
+
+def _trace_memory(loop: asyncio.AbstractEventLoop, state_dir: Path) -> None:
+    """VIGIL_TRACEMALLOC=FRAMES (1 or more): trace the agent's Python allocations and, on each
+    SIGUSR2, write them to state_dir/memory-<unix time>.tracemalloc, to find what grows
+    (`bench/run --suite soak --tracemalloc` compares two; `tracemalloc.Snapshot.load` reads
+    one). Tracing costs CPU and memory: it is for a diagnosis, not for service."""
+    raw = os.environ.get(TRACEMALLOC_ENV, "")
+    if not raw:
+        return
+    if not raw.isdigit() or int(raw) < 1:
+        log.error("%s=%r: a number of frames (1 or more) expected; not tracing",
+                  TRACEMALLOC_ENV, raw)
+        return
+    tracemalloc.start(int(raw))
+
+    def dump() -> None:
+        path = state_dir / f"memory-{time.time():.0f}.tracemalloc"
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            tracemalloc.take_snapshot().dump(str(tmp))
+            os.replace(tmp, path)    # whole or absent: a reader polls for the name
+        except OSError as exc:
+            log.error("cannot write the memory snapshot %s: %s", path, exc)
+            return
+        log.warning("memory snapshot written to %s", path)
+
+    loop.add_signal_handler(signal.SIGUSR2, dump)
+    log.warning("tracing memory allocations (%s=%s, %d frame(s)): slower; SIGUSR2 writes a "
+                "snapshot to %s", TRACEMALLOC_ENV, raw, int(raw), state_dir)
+
+
 async def serve(path: Path) -> int:
     """Run until SIGTERM/SIGINT. Exit status 0, or 2 if the config cannot be loaded."""
     try:
@@ -378,6 +414,8 @@ async def serve(path: Path) -> int:
             log.error("%s", error)
         log.error("not starting: fix the configuration (vigil check --config %s)", path)
         return 2
+    loop = asyncio.get_running_loop()
+    _trace_memory(loop, Path(config.settings.state_dir))
     agent = Agent(config)
     try:
         await agent.start()
@@ -385,7 +423,6 @@ async def serve(path: Path) -> int:
         log.error("cannot listen on %s: %s", config.settings.listen, exc.strerror or exc)
         await agent.stop()
         return 2
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloads: set[asyncio.Task] = set()
 

@@ -38,6 +38,11 @@ over the whole run against its budget, RSS and FDs of the last quarter of the ru
 first quarter after the warm-up (the baseline, measured in the same run), tracebacks in the
 agent's log (must be 0), injections that did not behave, and soak.json with every sample.
 Exit status 1 when a check failed.
+
+`--tracemalloc` finds what grows: the agent traces its Python allocations (VIGIL_TRACEMALLOC,
+agent/daemon.py: slower, so lateness is not judged then), writes a snapshot at the end of the
+warm-up and at the end, and the report lists the source lines whose live memory grew most
+between the two.
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ class Soak:
     injections: list[Injection] = field(default_factory=list)
     sims: list[int] = field(default_factory=list)   # the demo's simulators' PIDs
     ready_at: float = 0.0
+    snapshot_at: float | None = None   # --tracemalloc: when the first snapshot is due
     next_sample: float = 0.0
     machine: tuple[float, float] = (0.0, 0.0)   # /proc/stat busy and total at the last sample
 
@@ -183,6 +189,8 @@ def start_demo(soak: Soak, config: Path, fleet_file: Path) -> None:
            "--duration", str(args.duration + 3600)]   # stopped by us, not by --duration
     say(f"  vigil demo (timeline x{scale:.2f}): {' '.join(cmd[3:])}")
     env = {**os.environ, "VIGIL_SOAK_COMMUNITY": "public"}
+    if args.tracemalloc:
+        env["VIGIL_TRACEMALLOC"] = "1"
     with open(soak.work / "demo.out", "w") as out:
         soak.demo = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -350,6 +358,9 @@ def _sleep(soak: Soak, seconds: float) -> None:
     """Sleep, sampling every --sample seconds on the way."""
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
+        if soak.snapshot_at is not None and time.time() >= soak.snapshot_at:
+            memory_snapshot(soak)
+            soak.snapshot_at = None
         if time.time() >= soak.next_sample:
             soak.samples.append(sample(soak))
             soak.next_sample += soak.args.sample
@@ -359,6 +370,41 @@ def _sleep(soak: Soak, seconds: float) -> None:
         if soak.demo.poll() is not None:
             raise RuntimeError(f"vigil demo stopped by itself ({soak.demo.returncode}):\n"
                                + (soak.work / "demo.out").read_text()[-2000:])
+
+
+def memory_snapshot(soak: Soak) -> None:
+    """Ask the tracing agent for a snapshot (SIGUSR2) and wait until it is written."""
+    state = soak.work / "demo" / "state"
+    before = set(state.glob("memory-*.tracemalloc"))
+    os.kill(soak.agent_pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        new = set(state.glob("memory-*.tracemalloc")) - before
+        if new:   # the agent renames it into place once written
+            say(f"  [{(time.time() - soak.ready_at) / 60:5.1f} min] memory snapshot "
+                f"{new.pop().name}")
+            return
+        time.sleep(1)
+    say("  memory snapshot: the agent wrote none in 5 minutes")
+
+
+def memory_growth(soak: Soak, top: int = 25) -> None:
+    """The source lines whose live allocations grew most between the two snapshots."""
+    import tracemalloc
+
+    files = sorted(soak.work.glob("demo/state/memory-*.tracemalloc"))
+    if len(files) < 2:
+        say(f"  tracemalloc: {len(files)} snapshot(s), two needed")
+        return
+    old, new = (tracemalloc.Snapshot.load(str(f)) for f in (files[0], files[-1]))
+    diff = new.compare_to(old, "lineno")
+    total = sum(d.size_diff for d in diff)
+    say(f"\n  live Python allocations traced: {sum(d.size for d in diff) / 2**20:.1f} MiB "
+        f"at the end, {total / 2**20:+.1f} MiB since the warm-up; the lines that grew most:")
+    for d in diff[:top]:
+        frame = d.traceback[0]
+        say(f"  {d.size_diff / 2**20:+8.2f} MiB {d.count_diff:+9d} blocks  "
+            f"{frame.filename}:{frame.lineno}")
 
 
 def _progress(soak: Soak) -> None:
@@ -508,6 +554,9 @@ def report(soak: Soak) -> bool:
         "injections behaved": not bad,
         "one ticket per root, none behind": not missing and not wrong_tickets,
     }
+    if args.tracemalloc:
+        del checks["lag p99 in budget"]
+        say("  lateness not judged: the agent traced its allocations")
     say("  checks: " + ", ".join(f"{k} {'OK' if v else 'FAILED'}" for k, v in checks.items()))
     say(f"  plot {soak.work / 'soak.png'}, samples {soak.work / 'soak.json'}")
     return all(checks.values())
@@ -565,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds a hang or a reboot lasts")
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "soak")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="trace the agent's allocations and report what grew (slower: "
+                             "lateness is not judged)")
     args = parser.parse_args(argv)
     if args.duration < 600:
         parser.error("--duration: at least 600 s (the injections come in 10-minute cycles)")
@@ -581,7 +633,12 @@ def main(argv: list[str] | None = None) -> int:
         config, fleet_file = write_config(work, soak.fleet, args.interval)
         start_demo(soak, config, fleet_file)
         soak.ready_at = soak.next_sample = time.time()
+        if args.tracemalloc:
+            soak.snapshot_at = soak.ready_at + min(WARMUP, args.duration / 4)
         run_schedule(soak)
+        if args.tracemalloc:
+            memory_snapshot(soak)
+            memory_growth(soak)
         ok = report(soak)
     except KeyboardInterrupt:
         say("interrupted")

@@ -292,3 +292,40 @@ def test_sigterm_during_polls_logs_no_traceback(recordings_sim, tmp_path):
             sock.close()
     log = daemon.log.read_text()
     assert "Traceback" not in log and "ERROR" not in log, log
+
+
+def test_tracing_writes_a_memory_snapshot_on_sigusr2(recordings_sim, tmp_path):
+    """VIGIL_TRACEMALLOC=1 (the soak's --tracemalloc): each SIGUSR2 writes a snapshot of the
+    agent's live allocations to the state directory, one tracemalloc reads and that names
+    the agent's own source lines; the agent goes on polling."""
+    import tracemalloc
+
+    daemon = Daemon(write_config(tmp_path, recordings_sim, ["deltaups"], interval="1s"),
+                    env={"VIGIL_TRACEMALLOC": "1"})
+    try:
+        peers.wait_http(daemon.url + "/-/ready")
+        daemon.wait_for(lambda: daemon.sample("vigil_device_up", device="deltaups") == 1,
+                        what="a first poll")
+        daemon.proc.send_signal(signal.SIGUSR2)
+        [path] = daemon.wait_for(lambda: list(tmp_path.glob("state/memory-*.tracemalloc")),
+                                 what="the snapshot")
+        snapshot = tracemalloc.Snapshot.load(str(path))
+        files = {stat.traceback[0].filename for stat in snapshot.statistics("filename")}
+        assert any(f.endswith("agent/state.py") for f in files), sorted(files)[:20]
+        polls = daemon.sample("vigil_polls_total", collector="snmp")
+        daemon.wait_for(lambda: daemon.sample("vigil_polls_total", collector="snmp") > polls,
+                        what="polling to go on")
+        assert "tracing memory allocations" in daemon.log.read_text()
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_bad_tracing_setting_is_said_and_ignored(recordings_sim, tmp_path):
+    daemon = Daemon(write_config(tmp_path, recordings_sim, ["deltaups"]),
+                    env={"VIGIL_TRACEMALLOC": "yes"})
+    try:
+        peers.wait_http(daemon.url + "/-/ready")
+        assert "VIGIL_TRACEMALLOC='yes': a number of frames (1 or more) expected; " \
+               "not tracing" in daemon.log.read_text()
+    finally:
+        assert daemon.stop() == 0
