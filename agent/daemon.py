@@ -44,6 +44,7 @@ from agent.http import make_app
 from agent.inspection_sections import section_providers
 from agent.inspection_subjects import InspectionReadings
 from agent.inspections import InspectionMetrics, InspectionRunner, InspectionService
+from agent.memory import Trimmer
 from agent.notify import JsonlDeadLetters, Notifier
 from agent.plans import rtsp_overload, video_thresholds
 from agent.scheduler import PollScheduler
@@ -85,6 +86,8 @@ class Agent:
         self.state = State()
         self.registry = CollectorRegistry()
         self.metrics = AgentMetrics(self.registry)
+        self.trimmer = Trimmer(config.settings.memory_trim_interval,
+                               lambda released, _seconds: self.metrics.trimmed.inc(released))
         ProcessCollector(registry=self.registry)
         self.events = Events(self.state, self.metrics)
         self.state_page = StatePage(self.state, lambda: self.config.profiles.catalogue,
@@ -195,6 +198,7 @@ class Agent:
         if overload:
             log.warning("%s", overload)
         self.evidence.per_device = config.settings.evidence_per_device
+        self.trimmer.adopt(config.settings.memory_trim_interval)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())
         self.metrics.info.info({"agent": config.settings.agent.id, "version": _version(),
@@ -226,6 +230,7 @@ class Agent:
         self.rules.start()
         if self.history is not None:
             self.history.start()
+        self.trimmer.start()
         self.ready = True
         # What exists now (modules, config, profiles, rules, ONVIF WSDLs) lives as long as
         # the agent: out of the cyclic collector's sight, each full collection scans only
@@ -294,7 +299,8 @@ class Agent:
             stages.append(("ups tests", self.ups_tests.close))
         if self.history is not None:
             stages.append(("history", self.history.close))
-        stages += [("grounding", self.grounding.close), ("events", self.events.close)]
+        stages += [("grounding", self.grounding.close), ("events", self.events.close),
+                   ("memory trim", self.trimmer.close)]
         if self.runner is not None:
             stages.append(("http", self.runner.cleanup))
         stages += [(f"collector {name}", collector.close)

@@ -323,6 +323,11 @@ class AgentMetrics:
                              buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
                              registry=registry)
         self.in_flight = Gauge("vigil_polls_in_flight", "Polls running now.", registry=registry)
+        self.trimmed = Counter("vigil_memory_trimmed_bytes", "Resident memory given back to "
+                                                            "the system by returning the C "
+                                                            "allocator's free pages "
+                                                            "(memory_trim_interval).",
+                               registry=registry)
         self.requests = Counter("vigil_snmp_requests", "SNMP requests sent.", registry=registry)
         self.varbinds = Counter("vigil_snmp_varbinds", "SNMP varbinds received.",
                                 registry=registry)

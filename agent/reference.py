@@ -168,6 +168,8 @@ def metrics_reference() -> str:
              "| `vigil_poll_lag_seconds` | histogram | scheduled time → start of a poll, per "
              "collector |",
              "| `vigil_polls_in_flight` | gauge | polls running now |",
+             "| `vigil_memory_trimmed_bytes_total` | counter | resident memory given back to "
+             "the system by returning the C allocator's free pages (`memory_trim_interval`) |",
              "| `vigil_snmp_requests_total`, `vigil_snmp_varbinds_total` | counter | SNMP "
              "traffic |",
              "| `vigil_config_last_reload_successful` | gauge | 1 if the last (re)load worked |",

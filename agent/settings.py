@@ -394,6 +394,12 @@ class Settings(Strict):
         description="Evidence files kept per device; the oldest go first.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level.")
+    memory_trim_interval: Duration = Field(
+        300.0, ge=0,
+        description="How often the C allocator's free memory is given back to the system "
+                    "(glibc `malloc_trim`; 0: never). Without it the RSS keeps the peaks of "
+                    "every thread's allocations (docs/reliability.md, Soak); "
+                    "`vigil_memory_trimmed_bytes_total` counts what it gave back.")
     snmp: Snmp = Field(default_factory=Snmp, description="SNMP engine and default tuning.")
     schedule: Schedule = Field(default_factory=Schedule, description="Polling schedule.")
     onvif: Onvif = Field(default_factory=Onvif, description="ONVIF polling and events.")

@@ -535,6 +535,9 @@ def report(soak: Soak) -> bool:
         f"{os.cpu_count()} cores; this runner: "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_utime:.1f} CPU s, peak RSS "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    trimmed = query(soak, "sum(vigil_memory_trimmed_bytes_total)")
+    say(f"  free allocator memory given back (memory_trim_interval): "
+        f"{'-' if trimmed is None else f'{trimmed / 2**20:.0f} MiB'} in the run")
     say(f"  tracebacks in the agent's log: {len(traces)}" + (f" (first: {traces[0]})"
                                                               if traces else ""))
     say(f"  injections not behaving: {len(bad)}" + "".join(f"\n    {asdict(i)}" for i in bad))

@@ -157,6 +157,7 @@ def test_health_and_readiness(all_recordings_daemon):
 def test_agent_metrics_present(all_recordings_daemon):
     text = all_recordings_daemon[0].metrics()
     for name in ("vigil_polls_total", "vigil_poll_lag_seconds_bucket", "vigil_polls_in_flight",
+                 "vigil_memory_trimmed_bytes_total",
                  "vigil_config_last_reload_successful 1.0", "vigil_agent_info",
                  "vigil_device_poll_duration_seconds", "process_resident_memory_bytes"):
         assert name in text, name
