@@ -626,7 +626,7 @@ def _start_cameras(demo: Demo, inventory, onvif_json: Path, rtsp_json: Path,
     served = cameras.cameras(inventory)
     if not served:
         return None
-    port = _free_tcp_port()
+    port = _free_tcp_port(demo.options)
     control = f"http://127.0.0.1:{port}"
     demo.say(f"Starting the ONVIF simulator: {len(served)} cameras (TCP "
              f"{served[0].address}:{served[0].onvif.port} ...)")
@@ -651,10 +651,19 @@ def _start_cameras(demo: Demo, inventory, onvif_json: Path, rtsp_json: Path,
     return control
 
 
-def _free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_tcp_port(options: DemoOptions) -> int:
+    """A free loopback port that is none of the ports the demo was told to use: the kernel may
+    hand back a port just released by whoever chose those, and the two would then collide
+    when both start listening."""
+    taken = {options.prometheus_port, options.alertmanager_port, options.trap_port}
+    if options.listen:
+        taken.add(int(options.listen.rpartition(":")[2]))
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in taken:
+            return port
 
 
 def _performer(demo: Demo, inventory, control: str | None,
@@ -720,7 +729,7 @@ def _centre_prepare(demo: Demo, agent_yaml: Path, with_prometheus: bool) -> Cent
         demo.say(f"  PostgreSQL is not installed: the three agents share one SQLite file "
                  f"instead ({store}). Install it with `apt-get install postgresql`.")
     else:
-        pg_port = _free_tcp_port()
+        pg_port = _free_tcp_port(options)
         tickets_url = postgres.url(pg_port)
     port = int(options.listen.rpartition(":")[2]) if options.listen else None
     plans = demo_centre.write_branches(
