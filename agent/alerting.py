@@ -53,7 +53,7 @@ class RulesRunner:
             except OSError as exc:
                 log.error("cannot write %s: %s", self.history_file.path, exc)
         self.engine.restore_history(history)
-        self._history_out: list[dict] = []   # resolved faults still to append
+        self._history_out: list[bytes] = []   # resolved faults (JSON) still to append
         self.engine.sync(config.inventory, clock())
         self.config = config
         self.registry = registry
@@ -124,8 +124,7 @@ class RulesRunner:
             self.no_data.labels(rule).set(count)
         for rule, count in stats.errors.items():
             self.errors.labels(rule).inc(count)
-        self._history_out += [f.to_dict() for f in self.engine.changed
-                              if f.state == "resolved" and f.fired_at is not None]
+        self._history_out += self.engine.resolved_json
         if self.engine.dirty or self._history_out:
             self.save()
         if self.sender is not None:

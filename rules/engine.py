@@ -125,6 +125,7 @@ class Engine:
         self.counters: dict[tuple, tuple[float, float, float, float]] = {}
         self.memo: dict[int, dict[tuple, Any]] = {}
         self.changed: list[Fault] = []  # faults whose public status changed this cycle
+        self.resolved_json: list[bytes] = []   # the faults resolved this cycle, as JSON
         self.dirty = False  # something to save
         self.stats = CycleStats()
         self._rate_metrics = self._counter_refs()
@@ -198,6 +199,7 @@ class Engine:
         and collecting them mid-cycle cost a quarter of its time."""
         started = time.process_time()
         self.changed = []
+        self.resolved_json = []
         self._clock = now
         self.stats = CycleStats()
         views: dict[str, View | None] = {}
@@ -669,7 +671,7 @@ class Engine:
         self.active.pop(fault.key, None)
         self._group_members.pop(fault.key, None)
         if fault.fired_at is not None:
-            self.history.add(fault)
+            self.resolved_json.append(self.history.add(fault))
         self.changed.append(fault)
 
     def _expire_unseen(self, judged: set[str], now: float) -> None:

@@ -121,16 +121,18 @@ class ResolvedFaults:
             newest = itertools.islice(self._entries, keep) if keep else self._entries
             self._entries = deque(newest, maxlen=keep or None)
 
-    def add(self, fault: Fault) -> None:
-        """Record a fault that has just resolved (it goes first)."""
-        self.add_raw(fault.to_dict())
+    def add(self, fault: Fault) -> bytes:
+        """Record a fault that has just resolved (it goes first); its JSON, which is also
+        the line faults-history.jsonl stores, so that it is serialised once."""
+        return self.add_raw(fault.to_dict())
 
-    def add_raw(self, raw: dict[str, Any]) -> None:
+    def add_raw(self, raw: dict[str, Any]) -> bytes:
         """Record a resolved fault as stored (Fault.to_dict), e.g. read back at start."""
         blob = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         self._entries.appendleft((str(raw.get("key", "")), str(raw.get("rule", "")),
                                   int(raw.get("level") or 0), str(raw.get("site", "")),
                                   str(raw.get("device", "")), blob))
+        return blob
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -209,19 +211,19 @@ class HistoryFile:
         self.lines = len(out) + bad
         return out[-self.keep:] if self.keep else out
 
-    def append(self, faults: list[dict[str, Any]]) -> None:
-        """Add resolved faults (oldest first); compact when the file has grown to 2 x keep."""
+    def append(self, faults: list[bytes]) -> None:
+        """Add resolved faults (oldest first), each its JSON as ResolvedFaults.add gave it;
+        compact when the file has grown to 2 x keep."""
         if not faults:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(raw, ensure_ascii=False, separators=(",", ":")) + "\n"
-                       for raw in faults)
+        data = b"".join(blob + b"\n" for blob in faults)
         with self.path.open("ab+") as fh:
             if fh.tell():                        # after a torn last line: start a new one
                 fh.seek(-1, os.SEEK_END)
                 if fh.read(1) != b"\n":
-                    text = "\n" + text
-            fh.write(text.encode("utf-8"))
+                    data = b"\n" + data
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         self.lines += len(faults)

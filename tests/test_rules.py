@@ -632,12 +632,12 @@ def test_the_history_file_keeps_the_newest_and_skips_a_torn_line(tmp_path):
 
     path = tmp_path / "faults-history.jsonl"
     history = HistoryFile(path, keep=3)
-    history.append([{"key": "a"}, {"key": "b"}])
+    history.append([b'{"key":"a"}', b'{"key":"b"}'])
     with path.open("a") as fh:
         fh.write('{"key": "torn')                    # a crash in the middle of a line
     again = HistoryFile(path, keep=3)
     assert [r["key"] for r in again.load()] == ["a", "b"]
-    again.append([{"key": "c"}, {"key": "d"}, {"key": "e"}])   # 6 lines: compacted
+    again.append([b'{"key":"c"}', b'{"key":"d"}', b'{"key":"e"}'])   # 6 lines: compacted
     assert [r["key"] for r in HistoryFile(path, keep=3).load()] == ["c", "d", "e"]
     assert len(path.read_text().splitlines()) == 3
 
