@@ -3,9 +3,10 @@
 Why: in the soak run (docs/reliability.md) the agent's live Python objects stayed flat
 (tracemalloc: -0.3 MiB between minutes 10 and 25) while its RSS rose about 140 MiB an hour.
 The rest was memory already freed but kept by glibc malloc: the main heap and one arena per
-thread that allocated (the SQLite connections' threads above all) keep their peak size, and
-`malloc_stats` counted 200 of 581 MB free inside them. `malloc_trim(0)` returns the free pages
-of every arena. Elsewhere than glibc (musl), nothing is done.
+thread that allocated keep their peak size, and `malloc_stats` counted 200 of 581 MB free
+inside them. `malloc_trim(0)` returns the free pages of every arena. (The biggest peaks, the
+25-MB /metrics pages, are now rendered on one thread: agent/http.py.) Elsewhere than glibc
+(musl), nothing is done.
 """
 
 from __future__ import annotations
