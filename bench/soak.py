@@ -98,6 +98,7 @@ class Sample:
     within_budget: float | None  # share of the last 5 minutes' polls that started in budget
     down: int | None            # devices with vigil_device_up == 0
     faults: int | None          # vigil_fault_active series
+    agent_kinds: dict[str, float] = field(default_factory=dict)   # rss_by_kind, MiB
 
 
 @dataclass
@@ -254,7 +255,32 @@ def sample(soak: Soak) -> Sample:
         within_budget=query(soak, f'sum(rate(vigil_poll_lag_seconds_bucket{{le="{LAG_BUDGET:g}"}}'
                                   f'[5m])) / sum(rate(vigil_poll_lag_seconds_count[5m]))'),
         down=_int(query(soak, "count(vigil_device_up == 0) or vector(0)")),
-        faults=_int(query(soak, "count(vigil_fault_active) or vector(0)")))
+        faults=_int(query(soak, "count(vigil_fault_active) or vector(0)")),
+        agent_kinds=_alive(rss_by_kind, soak.agent_pid) or {})
+
+
+RSS_KINDS = ("main heap", "thread arenas", "other anonymous", "files")
+
+
+def rss_by_kind(pid: int) -> dict[str, float]:
+    """The process's resident memory (MiB) by kind of mapping, from /proc/PID/smaps (read
+    without stopping it): glibc's main heap (`[heap]`), its thread arenas (anonymous mappings
+    aligned to their 64 MiB), the other anonymous memory (Python's object arenas, large
+    blocks), files and stacks. Which kind grows says where to look (docs/reliability.md,
+    run 16: the thread arenas of the /metrics renders)."""
+    kinds = dict.fromkeys(RSS_KINDS, 0.0)
+    kind = "files"
+    with open(f"/proc/{pid}/smaps") as fh:
+        for line in fh:
+            head = line.split(maxsplit=5)
+            if "-" in head[0] and not head[0].endswith(":"):      # a mapping's first line
+                start = int(head[0].split("-")[0], 16)
+                name = head[5].strip() if len(head) > 5 else ""
+                kind = ("main heap" if name == "[heap]" else "files" if name
+                        else "thread arenas" if start % (64 << 20) == 0 else "other anonymous")
+            elif head[0] == "Rss:":
+                kinds[kind] += int(head[1]) / 1024
+    return {k: round(v, 1) for k, v in kinds.items()}
 
 
 def process_tree(pid: int) -> list[int]:
@@ -520,6 +546,12 @@ def report(soak: Soak) -> bool:
             f"({warm[0].t / 60:.0f} min), {after:.0f} MiB in the last: ratio "
             f"{after / before:.3f} (limit {1 + GROWTH_LIMIT:.2f}); trend {slope:+.1f} MiB/h "
             f"over {hours:.2f} h; max {top:.0f} MiB")
+    def kind(name: str, part: list[Sample]) -> list[float]:
+        return [s.agent_kinds.get(name, 0.0) for s in part]
+    say("  the agent alone by kind (median first quarter -> last, range after the warm-up): "
+        + "; ".join(f"{k} {statistics.median(kind(k, first)):.0f} -> "
+                    f"{statistics.median(kind(k, last)):.0f} ({min(kind(k, warm)):.0f}-"
+                    f"{max(kind(k, warm)):.0f})" for k in RSS_KINDS) + " MiB")
     say(f"  FDs: median {fds[0]:.0f} first quarter, {fds[1]:.0f} last; range after the warm-up "
         f"{min(s.fds for s in warm)}-{max(s.fds for s in warm)}")
     say(f"  polls started within the {LAG_BUDGET:g}-s budget after the warm-up: "
